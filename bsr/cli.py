@@ -10,7 +10,7 @@ import importlib
 import sys
 
 COMMANDS = {
-    "simulate": ("bsr.simulate_cli", "write simulated misaligned test sets (images, fields, manifest)"),
+    "simulate": ("bsr.testsets", "write simulated misaligned test sets (images, fields, manifest)"),
     "datasets": ("bsr.data", "list the datasets found under the data root and check them"),
     "train": ("bsr.train", "train B-SR from a config file (phase 1, then phase 2)"),
     "fuse": ("bsr.fuse", "register and fuse IR/visible pairs with a checkpoint"),
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[cmd][0])
     try:
         return int(module.main(rest) or 0)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         # user-facing errors: one clear line, no traceback
         print(f"bsr {cmd}: error: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,33 @@
+# B-SR study workflow. Every stage is a parameterised notebook run through
+# papermill (bsr.workflow) into results/<profile>/notebooks/, with an HTML copy.
+#
+#   snakemake --cores 2                          # profile `quick` (default)
+#   snakemake --cores 8 --config profile=paper   # another profile from config/
+#   snakemake --cores 2 --config profile_file=my_profile.yaml
+#
+# The profile is validated against bsr/data_files/profile_schema.yaml first.
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from bsr.config import load_profile
+
+PROFILE_FILE = config.get("profile_file") or f"config/{config.get('profile', 'quick')}.yaml"
+P = load_profile(PROFILE_FILE)
+PROFILE = P["profile"]
+R = Path(P.get("results", "results")) / PROFILE
+PY = sys.executable
+
+
+def nb_params(**params):
+    """Notebook parameters as one shell-quoted JSON argument."""
+    return shlex.quote(json.dumps(params, sort_keys=True))
+
+
+include: "workflow/rules/simulate.smk"
+
+
+rule all:
+    input:
+        rules.simulate_datasets.output,

@@ -1,0 +1,235 @@
+"""The B-SR model: registration U-Net + reconstruction/fusion auto-encoder.
+
+``BSR`` holds both networks and implements the forward passes of the two
+training phases (Algorithm 1 of the paper, with its typos fixed: V with V,
+T with T) and inference:
+
+* :meth:`BSR.register` -> ``(phi_p, phi_n)``; ``T_hat = warp(T, phi_p)`` lies on
+  the visible image, ``V_hat = warp(V, phi_n)`` on the IR image.
+* :meth:`BSR.phase1` -> every tensor the phase-1 losses need, for the plain
+  branch and the PDG branch (with the IPDG-restored fields and images).
+* :meth:`BSR.fuse` -> ``(fused, ir_registered, phi_p)``.
+
+Model sizes (``SIZES``): ``quick`` (small, for CPU tests and smoke runs) and
+``paper`` (a VoxelMorph-size-plus U-Net and a CDDFuse-size auto-encoder).
+:func:`load_checkpoint` rebuilds a model from a checkpoint without the
+training code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .models import AutoEncoder, RegUNet, count_parameters
+from .warp import warp
+
+__all__ = ["BSR", "SIZES", "model_config", "build_model", "load_checkpoint", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "bsr-checkpoint/1"
+
+# Network sizes. Every value can be overridden from the training config
+# (``model: {size: paper, unet: {...}, ae: {...}}``).
+SIZES: dict[str, dict] = {
+    "quick": {
+        "unet": {"enc_channels": [8, 16, 16], "dec_channels": [16, 16], "final_channels": [8],
+                 "convs_per_block": 1, "flow_scale": 4.0, "init_std": 1e-5},
+        "ae": {"dim": 8, "heads": 2, "enc_blocks": 1, "global_blocks": 1, "local_blocks": 1,
+               "dec_blocks": 1, "ffn_expansion": 2.0},
+        "fusion_rule": "sum",
+    },
+    "paper": {
+        "unet": {"enc_channels": [32, 64, 64, 128, 128], "dec_channels": [128, 64, 64, 32],
+                 "final_channels": [32, 16], "convs_per_block": 2, "flow_scale": 4.0, "init_std": 1e-5},
+        "ae": {"dim": 64, "heads": 8, "enc_blocks": 4, "global_blocks": 1, "local_blocks": 3,
+               "dec_blocks": 4, "ffn_expansion": 2.0},
+        "fusion_rule": "sum",
+    },
+}
+
+
+def _merge(base: dict, over: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        if k not in out:
+            raise ValueError(f"unknown model option {where}{k!r}; known: {', '.join(sorted(out))}")
+        out[k] = _merge(out[k], v, f"{where}{k}.") if isinstance(out[k], dict) else v
+    return out
+
+
+def model_config(size: str = "quick", **overrides) -> dict:
+    """Full model config of a named size, with ``unet``/``ae``/``fusion_rule`` overrides."""
+    if size not in SIZES:
+        raise ValueError(f"unknown model size {size!r}; expected one of {', '.join(SIZES)}")
+    cfg = _merge(SIZES[size], overrides, "")
+    cfg["size"] = size
+    return cfg
+
+
+class BSR(nn.Module):
+    """Registration U-Net and auto-encoder, built from a model config dict."""
+
+    def __init__(self, config: dict | None = None):
+        super().__init__()
+        config = model_config("quick") if config is None else copy.deepcopy(config)
+        self.config = config
+        self.unet = RegUNet(**config["unet"])
+        self.ae = AutoEncoder(**config["ae"])
+        self.fusion_rule = config.get("fusion_rule", "sum")
+        self._amp: tuple[bool, torch.dtype] = (False, torch.bfloat16)
+
+    # ------------------------------------------------------------------ helpers
+    def set_amp(self, enabled: bool, dtype: torch.dtype = torch.bfloat16) -> None:
+        """Run the networks under autocast (CUDA); losses and warps stay float32."""
+        self._amp = (bool(enabled), dtype)
+
+    def _autocast(self, x: torch.Tensor):
+        enabled, dtype = self._amp
+        if not enabled:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=x.device.type, dtype=dtype)
+
+    def parameter_counts(self) -> dict[str, int]:
+        return {"unet": count_parameters(self.unet), "ae": count_parameters(self.ae),
+                "total": count_parameters(self)}
+
+    def set_phase(self, phase: int) -> None:
+        """Phase 1: everything trains. Phase 2: only the decoder trains
+        (registration and encoder frozen, and put in eval mode)."""
+        for p in self.parameters():
+            p.requires_grad_(phase == 1)
+        if phase == 2:
+            for m in self.ae.decoder_modules():
+                for p in m.parameters():
+                    p.requires_grad_(True)
+
+    # ------------------------------------------------------------------ networks
+    def register(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fields ``(phi_p, phi_n)``, each (B, 2, H, W) in pixels (float32)."""
+        with self._autocast(ir):
+            out = self.unet(ir, vis)
+        out = out.float()
+        return out[:, :2], out[:, 2:4]
+
+    def reconstruct(self, x: torch.Tensor):
+        """``(reconstruction, global_features, local_features)`` of an image (float32)."""
+        with self._autocast(x):
+            rec, g, l = self.ae(x)
+        return rec.float(), g.float(), l.float()
+
+    def fuse_aligned(self, ir_reg: torch.Tensor, vis: torch.Tensor):
+        """``Decoder(combine(Enc(V), Enc(T_hat)))``; returns (fused, feats_vis, feats_ir)."""
+        with self._autocast(vis):
+            fused, fv, ft = self.ae.fuse(vis, ir_reg, self.fusion_rule)
+        return fused.float(), tuple(f.float() for f in fv), tuple(f.float() for f in ft)
+
+    # ------------------------------------------------------------------ training passes
+    def _branch(self, ir, vis, bidirectional: bool, joint: bool) -> dict:
+        phi_p, phi_n = self.register(ir, vis)
+        ir_reg = warp(ir, phi_p)
+        out = {"phi_p": phi_p, "ir_reg": ir_reg}
+        rec_in = ir_reg if joint else ir_reg.detach()
+        out["ir_rec"], out["ir_glob"], out["ir_loc"] = self.reconstruct(rec_in)
+        if bidirectional:
+            vis_reg = warp(vis, phi_n)
+            out.update(phi_n=phi_n, vis_reg=vis_reg)
+            rec_in = vis_reg if joint else vis_reg.detach()
+            out["vis_rec"], out["vis_glob"], out["vis_loc"] = self.reconstruct(rec_in)
+        return out
+
+    def phase1(self, ir: torch.Tensor, vis: torch.Tensor, pdg=None, generator: torch.Generator | None = None,
+               *, bidirectional: bool = True, joint: bool = True) -> dict:
+        """Phase-1 forward pass (Algorithm 1, typos fixed).
+
+        Plain branch: ``phi_p, phi_n = UNet(T, V)``; ``T_hat = T o phi_p``,
+        ``V_hat = V o phi_n``; reconstructions ``T_hat^R``, ``V_hat^R``.
+        PDG branch (when ``pdg`` is given): the same on ``P(T), P(V)`` (the same
+        patch ops for both), then IPDG restores the fields (vector components
+        transformed too), the aligned and the reconstructed images.
+
+        Args:
+            pdg: a :class:`bsr.pdg.ProxyDataGenerator` or None (no PDG branch:
+                ablation V).
+            generator: ``torch.Generator`` for the PDG's random ops.
+            bidirectional: False drops ``phi_n`` and ``V_hat`` (ablation IV).
+            joint: False detaches the aligned images before the auto-encoder,
+                so no reconstruction gradient reaches the registration
+                (ablation III).
+
+        Returns a dict with ``ir``, ``vis``, ``phi_p``, ``ir_reg``, ``ir_rec``,
+        ``ir_glob``, ``ir_loc`` (+ ``phi_n``, ``vis_reg``, ``vis_rec``,
+        ``vis_glob``, ``vis_loc`` when bidirectional); with a PDG branch the
+        same keys with the suffix ``_new`` for the PDG branch (``ir_new``,
+        ``vis_new`` its inputs), ``_restored`` for the IPDG-restored fields and
+        images (``phi_p_restored``, ``ir_reg_restored``, ``ir_rec_restored``,
+        ...), and ``ops`` (the recorded patch ops).
+        """
+        out = {"ir": ir, "vis": vis}
+        out.update(self._branch(ir, vis, bidirectional, joint))
+        if pdg is not None:
+            ir_new, vis_new, ops = pdg(ir, vis, generator=generator)
+            out.update(ir_new=ir_new, vis_new=vis_new, ops=ops)
+            new = self._branch(ir_new, vis_new, bidirectional, joint)
+            for k, v in new.items():
+                if k.endswith(("_glob", "_loc")):
+                    out[k + "_new"] = v   # features stay in the PDG frame (L_dec is global)
+                    continue
+                out[k + "_new"] = v
+                kind = "flow" if k.startswith("phi") else "image"
+                out[k + "_restored"] = pdg.inverse(v, ops, kind=kind)
+        return out
+
+    def phase2(self, ir: torch.Tensor, vis: torch.Tensor) -> dict:
+        """Phase-2 forward pass: register (no gradient), then fuse.
+
+        Returns ``fused``, ``ir_reg``, ``phi_p`` and the features of both
+        inputs (``vis_glob``, ``vis_loc``, ``ir_glob``, ``ir_loc``).
+        """
+        with torch.no_grad():
+            phi_p, _ = self.register(ir, vis)
+            ir_reg = warp(ir, phi_p)
+        fused, (vg, vl), (tg, tl) = self.fuse_aligned(ir_reg, vis)
+        return {"ir": ir, "vis": vis, "phi_p": phi_p, "ir_reg": ir_reg, "fused": fused,
+                "vis_glob": vg, "vis_loc": vl, "ir_glob": tg, "ir_loc": tl}
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def fuse(self, ir: torch.Tensor, vis: torch.Tensor):
+        """Register the IR to the visible image and fuse.
+
+        ``ir``, ``vis``: (B, 1, H, W) in [0, 1], any H, W. Returns
+        ``(fused, ir_registered, phi_p)``.
+        """
+        phi_p, _ = self.register(ir, vis)
+        ir_reg = warp(ir, phi_p)
+        fused, _, _ = self.fuse_aligned(ir_reg, vis)
+        return fused, ir_reg, phi_p
+
+
+def build_model(config: dict | None = None) -> BSR:
+    return BSR(config)
+
+
+def load_checkpoint(path, map_location="cpu") -> BSR:
+    """Rebuild a :class:`BSR` from a checkpoint written by :mod:`bsr.train`.
+
+    The checkpoint stores the model config beside the weights, so no training
+    config or code is needed. The model comes back in eval mode.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a B-SR checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    model = BSR(ck["model_config"])
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model

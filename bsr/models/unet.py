@@ -1,0 +1,110 @@
+"""Registration U-Net: (IR, VIS) pair -> two dense fields in pixels.
+
+A VoxelMorph-style U-Net (Balakrishnan et al., IEEE TMI 2019; Ronneberger et
+al., MICCAI 2015): conv blocks with LeakyReLU(0.2), max-pool down, nearest
+upsampling plus skip concatenation up, and a 3x3 head with four output
+channels. Channels 0-1 are ``phi_p`` (IR -> VIS: ``warp(ir, phi_p)`` lies on
+the visible image), channels 2-3 are ``phi_n`` (VIS -> IR), each (x, y) in
+pixels (see :mod:`bsr.warp` for the sign convention).
+
+The head is initialised with tiny weights (normal, std ``init_std``) and a zero
+bias, so training starts at (almost) the identity. Its output is multiplied by
+a fixed ``flow_scale`` (px per unit), which sets how fast the field can grow
+under a given learning rate.
+
+Any input size works: the pair is padded (replicate) on the bottom/right to a
+multiple of ``2 ** (levels - 1)`` and the fields are cropped back.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["RegUNet", "pad_to_multiple"]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Replicate-pad the bottom/right of ``x`` (B, C, H, W) to a multiple; returns (x, (H, W))."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x, (h, w)
+
+
+class _ConvBlock(nn.Sequential):
+    """``n`` 3x3 convolutions, each followed by LeakyReLU(0.2)."""
+
+    def __init__(self, cin: int, cout: int, n: int = 1):
+        layers: list[nn.Module] = []
+        for i in range(n):
+            layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1), nn.LeakyReLU(0.2)]
+        super().__init__(*layers)
+
+
+class RegUNet(nn.Module):
+    """U-Net producing ``phi_p`` and ``phi_n`` from the (IR, VIS) pair.
+
+    Args:
+        enc_channels: channels per encoder level, finest first; level ``i`` runs
+            at ``1 / 2**i`` of the input resolution.
+        dec_channels: channels per decoder level, coarsest first; one entry per
+            upsampling step (``len(enc_channels) - 1`` entries).
+        final_channels: extra full-resolution 3x3 conv layers before the head
+            (VoxelMorph's two trailing 16-channel convs).
+        convs_per_block: convolutions in each encoder/decoder block.
+        flow_scale: fixed output scale in pixels per unit.
+        init_std: standard deviation of the head's initial weights.
+        in_channels: 2 (IR, VIS), 1 channel each.
+        out_channels: 4 (phi_p, phi_n).
+    """
+
+    def __init__(self, enc_channels=(16, 32, 32, 32), dec_channels=(32, 32, 32),
+                 final_channels=(16, 16), convs_per_block: int = 1, flow_scale: float = 1.0,
+                 init_std: float = 1e-5, in_channels: int = 2, out_channels: int = 4):
+        super().__init__()
+        enc_channels, dec_channels = list(enc_channels), list(dec_channels)
+        if len(enc_channels) < 1:
+            raise ValueError("enc_channels needs at least one level")
+        if len(dec_channels) != len(enc_channels) - 1:
+            raise ValueError(f"dec_channels needs {len(enc_channels) - 1} entries (one per "
+                             f"upsampling step); got {len(dec_channels)}")
+        self.levels = len(enc_channels)
+        self.multiple = 2 ** (self.levels - 1)
+        self.flow_scale = float(flow_scale)
+        self.enc = nn.ModuleList()
+        c = in_channels
+        for ch in enc_channels:
+            self.enc.append(_ConvBlock(c, ch, convs_per_block))
+            c = ch
+        self.dec = nn.ModuleList()
+        for i, ch in enumerate(dec_channels):
+            skip = enc_channels[self.levels - 2 - i]
+            self.dec.append(_ConvBlock(c + skip, ch, convs_per_block))
+            c = ch
+        self.final = nn.Sequential(*[_ConvBlock(ci, co) for ci, co in
+                                     zip([c] + list(final_channels[:-1]), final_channels)])
+        if final_channels:
+            c = final_channels[-1]
+        self.head = nn.Conv2d(c, out_channels, 3, padding=1)
+        nn.init.normal_(self.head.weight, 0.0, init_std)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) x 2 -> (B, out_channels, H, W) fields in pixels."""
+        x = torch.cat((ir, vis), dim=1)
+        x, (h, w) = pad_to_multiple(x, self.multiple)
+        skips = []
+        for i, block in enumerate(self.enc):
+            if i > 0:
+                x = F.max_pool2d(x, 2)
+            x = block(x)
+            skips.append(x)
+        for i, block in enumerate(self.dec):
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            x = block(torch.cat((x, skips[self.levels - 2 - i]), dim=1))
+        x = self.final(x)
+        flow = self.head(x) * self.flow_scale
+        return flow[..., :h, :w]

@@ -1,0 +1,236 @@
+"""Loss composition for the two training phases, with every term switchable.
+
+All loss weights the paper does not give live in :class:`LossConfig` (one
+place); the paper's own numbers are ``w1 = 5``, ``w2 = 1`` (L_ss) and
+``mu = 1e-4`` (effective-edge threshold).
+
+Phase 1 (registration + reconstruction), per branch (plain, and the PDG
+branch when on) and per direction (IR -> VIS with ``phi_p``, VIS -> IR with
+``phi_n`` when bidirectional); each term below is the mean over the
+(branch, direction) instances it has, so a weight keeps its meaning across
+ablations::
+
+    total = nda    * (L_di + L_an)           alignment = "nda"
+          + edge   * L_sobel_edge            alignment = "sobel" (Exp. I)
+          + epr    * L_epr                   use_epr
+          + ss     * (L_ss(fields) + L_ss(aligned) + L_ss(reconstructed))   use_pdg
+          + smooth * L_smooth                use_smooth
+          + rec    * L_recp                  use_rec
+          + dec    * L_dec                   use_dec
+
+Phase 2 (fusion; decoder only)::
+
+    total = fusion * (L_int + L_grad) + fusion_dec * L_dec
+
+L_dec in phase 2 depends only on the frozen encoder, so it is a constant
+there (logged, no gradient), as in the paper's Eq. 13.
+
+Ablations (``VARIANTS``): I = Sobel edge loss instead of L_nda; II = no
+alignment loss; III = no joint optimisation (the auto-encoder sees detached
+aligned images); IV = one direction only (no ``phi_n``, no L_epr); V = no
+PDG/IPDG branch (no L_ss).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+from . import losses
+
+__all__ = ["LossConfig", "Objective", "VARIANTS", "variant_config"]
+
+ALIGNMENTS = ("nda", "sobel", "none")
+
+# Switch settings of each ablation (Table 4 of the paper). "full" is B-SR.
+VARIANTS: dict[str, dict] = {
+    "full": {},
+    "I": {"alignment": "sobel"},
+    "II": {"alignment": "none"},
+    "III": {"joint": False},
+    "IV": {"bidirectional": False, "use_epr": False},
+    "V": {"use_pdg": False},
+}
+
+
+@dataclass
+class LossConfig:
+    """Weights, loss parameters and switches (defaults: the full model)."""
+
+    # -- phase-1 weights (not given by the paper; our defaults)
+    nda: float = 1.0          # L_nda = L_di + L_an
+    edge: float = 1.0         # Sobel edge loss (Exp. I only)
+    epr: float = 1.0          # L_epr
+    ss: float = 1.0           # L_ss (its inner w1/w2 below)
+    smooth: float = 1.0       # L_smooth
+    rec: float = 1.0          # L_recp
+    dec: float = 1.0          # L_dec in phase 1
+    # -- phase-2 weights
+    fusion: float = 1.0       # intensity + gradient terms of L_fusion
+    fusion_dec: float = 1.0   # L_dec in L_fusion
+    # -- loss parameters
+    w1: float = 5.0           # L1 weight in L_ss (paper)
+    w2: float = 1.0           # L2 weight in L_ss (paper)
+    mu: float = 1e-4          # effective-edge threshold (paper)
+    nda_radius: int = 8       # L_nda neighbourhood radius in px (not given by the paper)
+    dec_eps: float = 1.01     # epsilon of L_dec (CDDFuse)
+    seam_margin: int = 0      # px around PDG seams left out of L_ss (0 = paper)
+    # -- switches (ablations)
+    alignment: str = "nda"    # "nda" | "sobel" (Exp. I) | "none" (Exp. II)
+    use_epr: bool = True
+    use_pdg: bool = True      # PDG/IPDG branch and L_ss (Exp. V: False)
+    bidirectional: bool = True  # phi_n (Exp. IV: False)
+    joint: bool = True        # reconstruction gradient into registration (Exp. III: False)
+    use_smooth: bool = True
+    use_rec: bool = True
+    use_dec: bool = True
+
+    def __post_init__(self):
+        if self.alignment not in ALIGNMENTS:
+            raise ValueError(f"loss.alignment must be one of {ALIGNMENTS}; got {self.alignment!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "LossConfig":
+        d = dict(d or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        for k in d:
+            if k not in names:
+                raise ValueError(f"unknown loss option {k!r}; known: {', '.join(sorted(names))}")
+        return cls(**d)
+
+
+def variant_config(variant: str, **overrides) -> LossConfig:
+    """A :class:`LossConfig` for a named variant (``full``, ``I`` ... ``V``)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    return LossConfig.from_dict({**VARIANTS[variant], **overrides})
+
+
+def _mean(xs):
+    return torch.stack(list(xs)).mean() if xs else None
+
+
+class Objective:
+    """Callable loss composition: ``phase1(out)`` / ``phase2(out)`` -> (total, terms).
+
+    ``out`` is the dict of :meth:`bsr.model.BSR.phase1` / ``phase2``; ``terms``
+    maps every computed term (unweighted) and ``total`` to a float.
+    ``last_tensors`` keeps the unweighted term tensors of the last call.
+    """
+
+    def __init__(self, cfg: LossConfig | None = None, pdg=None):
+        self.cfg = cfg or LossConfig()
+        self.pdg = pdg
+        self.last_tensors: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _directions(self, d: dict, suffix: str = ""):
+        """(moving, fixed, field, warped) per direction of one branch."""
+        s = suffix
+        dirs = [(d["ir" + s], d["vis" + s], d["phi_p" + s], d["ir_reg" + s])]
+        if self.cfg.bidirectional and ("phi_n" + s) in d:
+            dirs.append((d["vis" + s], d["ir" + s], d["phi_n" + s], d["vis_reg" + s]))
+        return dirs
+
+    def _seam_mask(self, d: dict, ref: torch.Tensor):
+        m = self.cfg.seam_margin
+        if not m or self.pdg is None:
+            return None
+        h, w = ref.shape[-2:]
+        mask = self.pdg_seam_mask(h, w, m)
+        return mask.to(ref.device, ref.dtype)
+
+    def pdg_seam_mask(self, h: int, w: int, margin: int) -> torch.Tensor:
+        from .pdg import seam_mask
+
+        return seam_mask(h, w, self.pdg.n, margin)
+
+    # ------------------------------------------------------------------ phase 1
+    def phase1(self, d: dict):
+        c = self.cfg
+        branches = [""] + (["_new"] if c.use_pdg and "phi_p_new" in d else [])
+        t: dict[str, torch.Tensor] = {}
+        weighted = []
+
+        if c.alignment == "nda":
+            di, an = [], []
+            for s in branches:
+                for mov, fix, flow, _ in self._directions(d, s):
+                    a, b = losses.nda_loss(mov, fix, flow, radius=c.nda_radius, mu=c.mu)
+                    di.append(a)
+                    an.append(b)
+            t["nda_di"], t["nda_an"] = _mean(di), _mean(an)
+            weighted.append(c.nda * (t["nda_di"] + t["nda_an"]))
+        elif c.alignment == "sobel":
+            t["edge"] = _mean([losses.sobel_edge_loss(warped, fix)
+                               for s in branches for _, fix, _, warped in self._directions(d, s)])
+            weighted.append(c.edge * t["edge"])
+
+        if c.use_epr:
+            t["epr"] = _mean([losses.epr_loss(mov, fix, warped)
+                              for s in branches for mov, fix, _, warped in self._directions(d, s)])
+            weighted.append(c.epr * t["epr"])
+
+        if c.use_smooth:
+            t["smooth"] = _mean([losses.smooth_loss(flow)
+                                 for s in branches for _, _, flow, _ in self._directions(d, s)])
+            weighted.append(c.smooth * t["smooth"])
+
+        names = ["ir"] + (["vis"] if "vis_rec" in d else [])
+        if c.use_rec:
+            rec = []
+            for s in branches:
+                for n in names:
+                    target = d.get(f"{n}_reg{s}", d[f"{n}{s}"])
+                    rec.append(losses.recon_loss(target, d[f"{n}_rec{s}"]))
+            t["rec"] = _mean(rec)
+            weighted.append(c.rec * t["rec"])
+
+        if c.use_dec and "vis_glob" in d:
+            t["dec"] = _mean([losses.decomposition_loss(d["ir_glob" + s], d["vis_glob" + s],
+                                                        d["ir_loc" + s], d["vis_loc" + s], eps=c.dec_eps)
+                              for s in branches])
+            weighted.append(c.dec * t["dec"])
+
+        if "_new" in branches:
+            mask = self._seam_mask(d, d["ir"])
+            fields = ["phi_p"] + (["phi_n"] if c.bidirectional and "phi_n" in d else [])
+            t["ss_field"] = _mean([losses.ss_loss(d[k], d[k + "_restored"], c.w1, c.w2, mask=mask)
+                                   for k in fields])
+            regs = ["ir_reg"] + (["vis_reg"] if c.bidirectional and "vis_reg" in d else [])
+            t["ss_aligned"] = _mean([losses.ss_loss(d[k], d[k + "_restored"], c.w1, c.w2, mask=mask)
+                                     for k in regs])
+            t["ss_rec"] = _mean([losses.ss_loss(d[f"{n}_rec"], d[f"{n}_rec_restored"], c.w1, c.w2, mask=mask)
+                                 for n in names])
+            weighted.append(c.ss * (t["ss_field"] + t["ss_aligned"] + t["ss_rec"]))
+
+        if not weighted:
+            raise ValueError("every phase-1 loss term is switched off")
+        total = torch.stack(weighted).sum()
+        return total, self._finish(total, t)
+
+    # ------------------------------------------------------------------ phase 2
+    def phase2(self, d: dict):
+        c = self.cfg
+        t: dict[str, torch.Tensor] = {}
+        fl = losses.fusion_loss(d["fused"], d["ir_reg"], d["vis"])
+        if isinstance(fl, (tuple, list)):
+            t["fusion_int"], t["fusion_grad"] = fl[0], fl[1]
+            weighted = [c.fusion * (fl[0] + fl[1])]
+        else:
+            t["fusion"] = fl
+            weighted = [c.fusion * fl]
+        if c.use_dec:
+            t["dec"] = losses.decomposition_loss(d["ir_glob"], d["vis_glob"], d["ir_loc"], d["vis_loc"],
+                                                 eps=c.dec_eps)
+            weighted.append(c.fusion_dec * t["dec"])
+        total = torch.stack(weighted).sum()
+        return total, self._finish(total, t)
+
+    def _finish(self, total, t):
+        self.last_tensors = dict(t)
+        terms = {k: float(v.detach()) for k, v in t.items()}
+        terms["total"] = float(total.detach())
+        return terms
