@@ -117,7 +117,7 @@ def _layout(h, w, rng) -> _Scene:
                     lit = rng.random() < 0.4
                     rr, cc = polygon([wy, wy, wy + wh, wy + wh], [wx, wx + ww, wx + ww, wx], (h, w))
                     sc.add(rr, cc, rgb=np.full(3, 0.9 if lit else 0.12) * np.array([1, 0.95, 0.7 if lit else 1]),
-                           tex=0.02, temp=0.62 if lit else 0.42)
+                           tex=0.02, temp=0.62 if lit else 0.42, emissive=lit)
         x += bw * rng.uniform(1.0, 1.4)
     # trees: canopy ellipses on the ground line
     for _ in range(rng.integers(2, 6)):
@@ -190,6 +190,12 @@ def _render_visible(sc: _Scene, rng) -> np.ndarray:
     illum = illum * np.where(sc.labels == _SKY, sky_grad, 1.0)
     illum = np.where(shadow, illum * 0.35, illum)
     texture = _value_noise(rng, h, w, scales=(2, 4, 8), weights=(0.5, 0.3, 0.2))
+    if rng.random() < 0.3:  # night: dim scene, dark sky; lit windows and lights keep their glow
+        glow = np.zeros((h, w), bool)
+        for lid, p in sc.props.items():
+            if p.get("emissive"):
+                glow |= sc.vis_labels == lid
+        illum = np.where(glow, 1.0, illum * rng.uniform(0.15, 0.35))
     vis = albedo * (illum * (1 + tex_amp * texture))[..., None]
     vis = ndimage.gaussian_filter(vis, sigma=(0.6, 0.6, 0))
     vis = np.clip(vis, 0, 1) ** (1 / rng.uniform(1.0, 1.3))
