@@ -41,7 +41,7 @@ warp(I, phi)`` to float precision away from patch edges (tested).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable, Sequence
 
@@ -116,6 +116,7 @@ class PDGOps:
 
     codes: torch.Tensor
     n: int
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def grid(self) -> int:
@@ -126,11 +127,23 @@ class PDGOps:
 
     def inverse(self) -> "PDGOps":
         """The ops that undo these (per patch)."""
-        inv = torch.tensor(_INV, dtype=torch.long)[self.codes.cpu()].to(self.codes.device)
-        return PDGOps(inv, self.n)
+        if "inverse" not in self._cache:
+            inv = torch.tensor(_INV, dtype=torch.long)[self.codes.cpu()].to(self.codes.device)
+            self._cache["inverse"] = PDGOps(inv, self.n)
+        return self._cache["inverse"]
 
     def is_identity(self) -> bool:
-        return not bool((self.codes != 0).any())
+        if "identity" not in self._cache:
+            self._cache["identity"] = not bool((self.codes != 0).any())
+        return self._cache["identity"]
+
+    def _index(self, b: int, h: int, w: int, device) -> torch.Tensor:
+        """Cached (B, H*W) gather index for images of this size on ``device``."""
+        key = ("index", b, h, w, str(device))
+        if key not in self._cache:
+            codes = self.codes if self.codes.shape[0] == b else self.codes.expand(b, -1)
+            self._cache[key] = _gather_index(codes, h, w, self.grid, device)
+        return self._cache[key]
 
 
 def _grid_of(n) -> int:
@@ -145,32 +158,30 @@ def _check_divisible(h: int, w: int, g: int) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=64)
-def _local_tables(ph: int, pw: int, device: torch.device):
-    """Per-op source coordinates inside a ph x pw patch: (8, ph, pw) y and x.
-
-    Codes that would change the patch's shape get the identity table (they are
-    never drawn for such patches; :meth:`ProxyDataGenerator.apply` rejects them).
-    """
+def _local_tables(ph: int, pw: int, w: int, device: torch.device) -> torch.Tensor:
+    """(8, ph, pw) int64: for each op, the source offset ``dy * W + dx`` of every
+    pixel of a ph x pw patch, relative to the patch's top-left pixel, in an
+    image of width W. Codes that would change the patch's shape get the
+    identity table (they are never drawn for such patches; ``_transform``
+    rejects them)."""
     lin = torch.arange(ph * pw).view(ph, pw)
     tabs = []
     for c in range(8):
         t = apply_op(lin, c)
         tabs.append(t if t.shape == lin.shape else lin)
-    t = torch.stack(tabs).to(device)
-    return t // pw, t % pw
+    t = torch.stack(tabs)
+    return ((t // pw) * w + t % pw).to(device)
 
 
 def _gather_index(codes: torch.Tensor, h: int, w: int, g: int, device) -> torch.Tensor:
     """(B, H*W) linear source index of every output pixel for the given codes."""
     ph, pw = h // g, w // g
-    ty, tx = _local_tables(ph, pw, torch.device(device))
+    tab = _local_tables(ph, pw, w, torch.device(device))
     b = codes.shape[0]
     c = codes.to(device).view(b, g, g)
-    oy = (torch.arange(g, device=device) * ph).view(1, g, 1, 1, 1)
-    ox = (torch.arange(g, device=device) * pw).view(1, 1, g, 1, 1)
-    sy = ty[c] + oy                                   # (B, g, g, ph, pw)
-    sx = tx[c] + ox
-    src = (sy * w + sx).permute(0, 1, 3, 2, 4)        # (B, g, ph, g, pw)
+    ar = torch.arange(g, device=device)
+    origin = (ar[:, None] * (ph * w) + ar[None, :] * pw).view(1, g, g, 1, 1)
+    src = (tab[c] + origin).permute(0, 1, 3, 2, 4)    # (B, g, ph, g, pw)
     return src.reshape(b, h * w)
 
 
@@ -311,7 +322,7 @@ def _transform(x: torch.Tensor, ops: PDGOps, kind: str) -> torch.Tensor:
     ph, pw = _check_divisible(h, w, g)
     if ph != pw and bool(((codes % 2) == 1).any()):
         raise ValueError(f"codes 1, 3, 5, 7 need square patches; patches here are {ph}x{pw}")
-    idx = _gather_index(codes, h, w, g, x.device)
+    idx = ops._index(b, h, w, x.device)
     out = torch.gather(x.reshape(b, c, h * w), 2, idx[:, None, :].expand(b, c, h * w)).view(b, c, h, w)
     if kind == "image":
         return out
