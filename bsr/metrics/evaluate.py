@@ -50,7 +50,7 @@ def _as_list(x, role: str):
         p = Path(x)
         if p.is_dir():
             return p
-        raise FileNotFoundError(f"--{role}: {p} is not a directory")
+        raise FileNotFoundError(f"{role}: {p} is not a directory")
     return [Path(q) for q in x]
 
 

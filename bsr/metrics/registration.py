@@ -60,8 +60,7 @@ def _image(x, name: str) -> np.ndarray:
         a = a[0]
     if a.ndim != 2:
         raise ValueError(f"{name} must be a (H, W) grey image (leading size-1 axes allowed); got shape {a.shape}")
-    scale = 1.0 / 255.0 if a.dtype == np.uint8 else 1.0
-    a = a.astype(np.float64) * scale
+    a = a.astype(np.float64) / 255.0 if a.dtype == np.uint8 else a.astype(np.float64)
     if not np.isfinite(a).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return a
@@ -93,11 +92,10 @@ def endpoint_error(flow_pred, flow_gt, margin: int = 0) -> dict[str, float]:
 
 
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:
-    da, db = a - a.mean(), b - b.mean()
-    den = math.sqrt(float(np.sum(da * da)) * float(np.sum(db * db)))
-    if den == 0.0:  # a constant image: no correlation is defined
+    if a.min() == a.max() or b.min() == b.max():  # a constant image: no correlation defined
         return 1.0 if np.array_equal(a, b) else 0.0
-    return float(np.sum(da * db) / den)
+    da, db = a - a.mean(), b - b.mean()
+    return float(np.sum(da * db) / math.sqrt(float(np.sum(da * da)) * float(np.sum(db * db))))
 
 
 def image_agreement(registered, reference, margin: int = 0) -> dict[str, float]:
@@ -170,9 +168,11 @@ def edge_alignment(a, b, margin: int = 0, fraction: float = 0.1,
 
     d = (mean_{p in E_a} dist(p, E_b) + mean_{q in E_b} dist(q, E_a)) / 2, with exact
     Euclidean distances. Edges as in :func:`edge_map`, computed on the full images and
-    then cropped by ``margin``. 0 for identical edge maps; for a pure translation by t
-    pixels of straight edges perpendicular to it, about |t|. NaN if either image has no
-    edge pixel inside the margin (e.g. a constant image).
+    then cropped by ``margin``. 0 for identical edge maps, growing with misalignment;
+    a sharp step (a two-pixel edge band) moved by t >= 1 pixels scores t - 1/2. Nearby
+    edges of the other image cap it (a Chamfer distance measures distance to the
+    nearest edge, not the motion). NaN if either image has no edge pixel inside the
+    margin (e.g. a constant image).
     """
     x, y = _image(a, "a"), _image(b, "b")
     if x.shape != y.shape:
