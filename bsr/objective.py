@@ -20,7 +20,7 @@ ablations::
 
 Phase 2 (fusion; decoder only)::
 
-    total = fusion * (L_int + L_grad) + fusion_dec * L_dec
+    total = fusion_int * L_int + fusion_grad * L_grad + fusion_dec * L_dec
 
 L_dec in phase 2 depends only on the frozen encoder, so it is a constant
 there (logged, no gradient), as in the paper's Eq. 13.
@@ -68,13 +68,24 @@ class LossConfig:
     rec: float = 1.0          # L_recp
     dec: float = 1.0          # L_dec in phase 1
     # -- phase-2 weights
-    fusion: float = 1.0       # intensity + gradient terms of L_fusion
+    fusion_int: float = 1.0   # intensity term of L_fusion (paper Eq. 13: 1)
+    fusion_grad: float = 1.0  # gradient term of L_fusion (paper Eq. 13: 1; CDDFuse uses 10)
     fusion_dec: float = 1.0   # L_dec in L_fusion
     # -- loss parameters
     w1: float = 5.0           # L1 weight in L_ss (paper)
     w2: float = 1.0           # L2 weight in L_ss (paper)
     mu: float = 1e-4          # effective-edge threshold (paper)
     nda_radius: int = 8       # L_nda neighbourhood radius in px (not given by the paper)
+    nda_match: str = "ncc"    # L_nda search: "ncc" (patch match) | "nearest" (literal); see bsr.losses
+    nda_window: int = 7       # NCC window of the search (px)
+    nda_min_score: float = 0.5  # NCC a match needs to count
+    nda_edge_norm: str = "none"  # "none" | "max" | "mean" edge-map normalisation before mu
+    nda_angle_min: float = 0.5   # px; below it a target has no angle term
+    nda_stride: int = 1       # search every stride-th pixel only (1 = every pixel, paper)
+    nda_pdg_targets: str = "search"  # PDG branch: own search (paper) | "transfer" (PDG of the plain targets)
+    epr_form: str = "global"  # L_epr: "global" (per-image distances) | "pixel"
+    rec_l2: str = "mse"       # L_recp's L2 part: "mse" | "rmse"
+    fusion_grad_norm: str = "l1"  # |grad| in L_fusion: "l1" (|gx|+|gy|) | "l2"
     dec_eps: float = 1.01     # epsilon of L_dec (CDDFuse)
     seam_margin: int = 0      # px around PDG seams left out of L_ss (0 = paper)
     # -- switches (ablations)
@@ -90,6 +101,8 @@ class LossConfig:
     def __post_init__(self):
         if self.alignment not in ALIGNMENTS:
             raise ValueError(f"loss.alignment must be one of {ALIGNMENTS}; got {self.alignment!r}")
+        if self.nda_pdg_targets not in ("search", "transfer"):
+            raise ValueError(f"loss.nda_pdg_targets must be 'search' or 'transfer'; got {self.nda_pdg_targets!r}")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "LossConfig":
@@ -134,18 +147,23 @@ class Objective:
             dirs.append((d["vis" + s], d["ir" + s], d["phi_n" + s], d["vis_reg" + s]))
         return dirs
 
+    def _transfer_targets(self, tg, ops):
+        """L_nda targets of the PDG branch from the plain branch's search: PDG
+        applied to the target displacements (as a field: vectors rotated too)
+        and to the valid mask. Exact away from seams; halves the search cost."""
+        valid = self.pdg.apply(tg.valid.to(tg.delta.dtype), ops) > 0.5
+        return losses.NDATargets(self.pdg.apply(tg.delta, ops, kind="flow"), valid,
+                                 self.pdg.apply(tg.score, ops))
+
     def _seam_mask(self, d: dict, ref: torch.Tensor):
+        """Seam mask of the PDG grid (None when ``seam_margin`` is 0)."""
         m = self.cfg.seam_margin
         if not m or self.pdg is None:
             return None
-        h, w = ref.shape[-2:]
-        mask = self.pdg_seam_mask(h, w, m)
-        return mask.to(ref.device, ref.dtype)
-
-    def pdg_seam_mask(self, h: int, w: int, margin: int) -> torch.Tensor:
         from .pdg import seam_mask
 
-        return seam_mask(h, w, self.pdg.n, margin)
+        h, w = ref.shape[-2:]
+        return seam_mask(h, w, self.pdg.n, m, device=ref.device, dtype=ref.dtype)
 
     # ------------------------------------------------------------------ phase 1
     def phase1(self, d: dict):
@@ -155,10 +173,19 @@ class Objective:
         weighted = []
 
         if c.alignment == "nda":
-            di, an = [], []
+            search = dict(radius=c.nda_radius, mu=c.mu, match=c.nda_match, window=c.nda_window,
+                          min_score=c.nda_min_score, edge_norm=c.nda_edge_norm, stride=c.nda_stride)
+            di, an, plain_targets = [], [], []
             for s in branches:
-                for mov, fix, flow, _ in self._directions(d, s):
-                    a, b = losses.nda_loss(mov, fix, flow, radius=c.nda_radius, mu=c.mu)
+                mask = self._seam_mask(d, d["ir"]) if s else None
+                for j, (mov, fix, flow, _) in enumerate(self._directions(d, s)):
+                    if s and c.nda_pdg_targets == "transfer":
+                        tg = self._transfer_targets(plain_targets[j], d["ops"])
+                    else:
+                        tg = losses.nda_search(mov, fix, **search)
+                        if not s:
+                            plain_targets.append(tg)
+                    a, b = losses.nda_loss(mov, fix, flow, angle_min=c.nda_angle_min, mask=mask, targets=tg)
                     di.append(a)
                     an.append(b)
             t["nda_di"], t["nda_an"] = _mean(di), _mean(an)
@@ -169,7 +196,7 @@ class Objective:
             weighted.append(c.edge * t["edge"])
 
         if c.use_epr:
-            t["epr"] = _mean([losses.epr_loss(mov, fix, warped)
+            t["epr"] = _mean([losses.epr_loss(mov, fix, warped, form=c.epr_form)
                               for s in branches for mov, fix, _, warped in self._directions(d, s)])
             weighted.append(c.epr * t["epr"])
 
@@ -184,7 +211,7 @@ class Objective:
             for s in branches:
                 for n in names:
                     target = d.get(f"{n}_reg{s}", d[f"{n}{s}"])
-                    rec.append(losses.recon_loss(target, d[f"{n}_rec{s}"]))
+                    rec.append(losses.recon_loss(target, d[f"{n}_rec{s}"], l2=c.rec_l2))
             t["rec"] = _mean(rec)
             weighted.append(c.rec * t["rec"])
 
@@ -215,13 +242,9 @@ class Objective:
     def phase2(self, d: dict):
         c = self.cfg
         t: dict[str, torch.Tensor] = {}
-        fl = losses.fusion_loss(d["fused"], d["ir_reg"], d["vis"])
-        if isinstance(fl, (tuple, list)):
-            t["fusion_int"], t["fusion_grad"] = fl[0], fl[1]
-            weighted = [c.fusion * (fl[0] + fl[1])]
-        else:
-            t["fusion"] = fl
-            weighted = [c.fusion * fl]
+        fl = losses.fusion_loss(d["fused"], d["ir_reg"], d["vis"], grad=c.fusion_grad_norm)
+        t["fusion_int"], t["fusion_grad"] = fl
+        weighted = [c.fusion_int * fl[0] + c.fusion_grad * fl[1]]
         if c.use_dec:
             t["dec"] = losses.decomposition_loss(d["ir_glob"], d["vis_glob"], d["ir_loc"], d["vis_loc"],
                                                  eps=c.dec_eps)

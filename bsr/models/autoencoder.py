@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 __all__ = ["AutoEncoder", "LayerNorm2d", "RestormerBlock", "GlobalBlock", "InvertibleBlock"]
 
@@ -45,10 +46,9 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x):
-        mu = x.mean(1, keepdim=True)
-        var = (x - mu).pow(2).mean(1, keepdim=True)
-        x = (x - mu) * torch.rsqrt(var + self.eps)
-        return x * self.weight[:, None, None] + self.bias[:, None, None]
+        # one fused kernel on the channels-last view (a free view for channels_last tensors)
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
 
 
 class ChannelAttention(nn.Module):
@@ -204,6 +204,16 @@ class AutoEncoder(nn.Module):
             nn.Conv2d(dim, max(dim // 2, 1), 3, padding=1), nn.LeakyReLU(0.2),
             nn.Conv2d(max(dim // 2, 1), out_channels, 3, padding=1),
         )
+        # activation checkpointing of every block while training (memory <-> compute);
+        # a run-time switch, not part of the architecture
+        self.grad_checkpoint = False
+
+    def _run(self, blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpoint and torch.is_grad_enabled():
+            for blk in blocks:
+                x = checkpoint(blk, x, use_reentrant=False)
+            return x
+        return blocks(x)
 
     # -- parts --------------------------------------------------------------
     def encoder_modules(self) -> list[nn.Module]:
@@ -216,12 +226,12 @@ class AutoEncoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 1, H, W) -> (global features, local features), each (B, dim, H, W)."""
-        shared = self.encoder(self.embed(x))
-        return self.global_branch(shared), self.local_branch(shared)
+        shared = self._run(self.encoder, self.embed(x))
+        return self._run(self.global_branch, shared), self._run(self.local_branch, shared)
 
     def decode(self, glob: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
         """Features -> image in [0, 1] (sigmoid output)."""
-        x = self.decoder(self.reduce(torch.cat((glob, local), dim=1)))
+        x = self._run(self.decoder, self.reduce(torch.cat((glob, local), dim=1)))
         return torch.sigmoid(self.out(x))
 
     def forward(self, x: torch.Tensor):

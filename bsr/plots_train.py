@@ -1,0 +1,45 @@
+"""Training-curve figures (matplotlib imported lazily; the figure is returned)."""
+
+from __future__ import annotations
+
+__all__ = ["plot_losses"]
+
+_META = {"step", "phase", "phase_step", "epoch", "lr", "time_s"}
+
+
+def plot_losses(df, smooth: int = 5, log_y: bool = True):
+    """Loss curves of a training log (:func:`bsr.train.read_log`): one panel per
+    phase, every logged term (unweighted) and the weighted total, with a
+    centred rolling mean over ``smooth`` steps; the registration endpoint error
+    (``epe``, px, against the simulated ground truth) in its own panel when logged."""
+    import matplotlib.pyplot as plt
+
+    phases = sorted(int(p) for p in df["phase"].dropna().unique())
+    has_epe = "epe" in df.columns and df["epe"].notna().any()
+    n = len(phases) + int(has_epe)
+    fig, axes = plt.subplots(1, max(n, 1), figsize=(5.2 * max(n, 1), 3.8), squeeze=False)
+    axes = axes[0]
+    for ax, ph in zip(axes, phases):
+        sub = df[df["phase"] == ph]
+        cols = [c for c in sub.columns if c not in _META | {"epe"} and sub[c].notna().any()]
+        for c in cols:
+            y = sub[c].rolling(smooth, center=True, min_periods=1).mean() if smooth > 1 else sub[c]
+            ax.plot(sub["step"], y, label=c, lw=2.2 if c == "total" else 1.2,
+                    color="k" if c == "total" else None)
+        if log_y and (sub[cols] > 0).all().all():
+            ax.set_yscale("log")
+        ax.set_title(f"phase {ph}" + (" (registration + reconstruction)" if ph == 1 else " (fusion)"))
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss (unweighted terms)")
+        ax.legend(fontsize=7, ncol=2)
+        ax.grid(alpha=0.3)
+    if has_epe:
+        ax = axes[len(phases)]
+        sub = df[df["epe"].notna()]
+        ax.plot(sub["step"], sub["epe"], color="tab:red", lw=1)
+        ax.set_title("registration endpoint error")
+        ax.set_xlabel("step")
+        ax.set_ylabel("EPE of phi_p vs. ground truth (px)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

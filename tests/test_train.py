@@ -1,0 +1,305 @@
+"""Training: config handling, loss decrease, determinism, kill-and-resume, NaN stop,
+checkpoints usable without the trainer, CUDA/AMP (skipped without a GPU)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+import bsr.objective
+from bsr import train as T
+from bsr.model import BSR, load_checkpoint
+from bsr.objective import VARIANTS, LossConfig, Objective, variant_config
+from bsr.paths import REPO_ROOT
+
+TINY_DATA = {"name": "synthetic", "synthetic": {"n": 4, "size": [32, 32], "seed": 0},
+             "misalignment": {"kind": "shift", "level": 2}}
+FAST_LOSS = {"nda_radius": 3, "nda_window": 5}
+
+
+def tiny_cfg(out, **kw) -> T.TrainConfig:
+    d = {"model": {"size": "quick"}, "data": TINY_DATA, "crop": 16, "batch_size": 2, "loss": dict(FAST_LOSS),
+         "phase1": {"steps": 3}, "phase2": {"steps": 3}, "ckpt_every": 2, "threads": 1, "progress": False,
+         "out_dir": str(out)}
+    for k, v in kw.items():
+        if isinstance(v, dict) and isinstance(d.get(k), dict):
+            d[k] = {**d[k], **v}
+        else:
+            d[k] = v
+    return T.TrainConfig.from_dict(d)
+
+
+def weights(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# ----------------------------------------------------------------------------- config
+
+def test_config_unknown_keys_are_named(tmp_path):
+    with pytest.raises(ValueError, match="'batchsize'"):
+        T.TrainConfig.from_dict({"batchsize": 4})
+    with pytest.raises(ValueError, match="'phase1.stepz'"):
+        T.TrainConfig.from_dict({"phase1": {"stepz": 4}})
+    with pytest.raises(ValueError, match="'nda_weight'"):
+        T.TrainConfig.from_dict({"loss": {"nda_weight": 1.0}})
+    with pytest.raises(ValueError, match="'widths'"):
+        T.TrainConfig.from_dict({"model": {"unet": {"widths": [4]}}})
+    with pytest.raises(ValueError, match="variant"):
+        T.TrainConfig.from_dict({"variant": "VI"})
+    with pytest.raises(ValueError, match="crop"):
+        T.TrainConfig.from_dict({"crop": "half"})
+
+
+def test_yaml_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("batch_size: 3\nphase1: {steps: 5}\nloss: {nda: 0.5}\n")
+    cfg = T.TrainConfig.from_yaml(p, ["phase1.steps=7", "loss.smooth=2", "data.misalignment.level=9",
+                                      "variant=IV"])
+    assert cfg.batch_size == 3 and cfg.phase1.steps == 7 and cfg.phase1.lr == 1e-4
+    assert cfg.phase2.epochs == 80
+    lc = cfg.loss_config()
+    assert lc.nda == 0.5 and lc.smooth == 2 and lc.bidirectional is False and lc.use_epr is False
+    assert cfg.data["misalignment"]["level"] == 9
+    with pytest.raises(FileNotFoundError):
+        T.TrainConfig.from_yaml(tmp_path / "none.yaml")
+
+
+def test_example_configs_load():
+    for name in ("quick", "paper"):
+        cfg = T.TrainConfig.from_yaml(REPO_ROOT / "config" / "train" / f"{name}.yaml")
+        assert cfg.model.size == name
+
+
+def test_variants_switch_terms():
+    torch.manual_seed(0)
+    from bsr.pdg import ProxyDataGenerator
+
+    m = BSR()
+    ir, vis = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+    seen = {}
+    for v in VARIANTS:
+        lc = variant_config(v, **FAST_LOSS)
+        pdg = ProxyDataGenerator(2) if lc.use_pdg else None
+        d = m.phase1(ir, vis, pdg, torch.Generator().manual_seed(0), bidirectional=lc.bidirectional,
+                     joint=lc.joint)
+        _, terms = Objective(lc, pdg).phase1(d)
+        seen[v] = set(terms)
+    assert {"nda_di", "nda_an", "epr", "ss_field", "rec", "dec", "smooth"} <= seen["full"]
+    assert "edge" in seen["I"] and "nda_di" not in seen["I"]
+    assert not {"nda_di", "edge"} & seen["II"]
+    assert "epr" not in seen["IV"]
+    assert not any(k.startswith("ss_") for k in seen["V"])
+    with pytest.raises(ValueError, match="alignment"):
+        LossConfig(alignment="mi")
+
+
+# ----------------------------------------------------------------------------- training
+
+def _halves(df, col, n=6):
+    s = df[col].dropna()
+    return s.head(n).mean(), s.tail(n).mean()
+
+
+def test_short_training_reduces_losses(tmp_path):
+    """Every loss term falls when it is optimised (first vs last steps, averaged).
+
+    Run A (full objective): phase 1 lowers the reconstruction and
+    decomposition terms, phase 2 the intensity term and the total. The
+    registration terms fight each other early on (the PDG branch must learn
+    rotated fields) and the regularisers start at ~0 (identity fields), so
+    continuations from A's phase-1 checkpoint optimise term groups: B the
+    regularisers (smooth, the three L_ss terms) and, in phase 2, the
+    gradient term of L_fusion; C the alignment terms (L_nda, L_epr) without
+    the PDG branch. Fixed batches (crop = image) keep it reliable."""
+    common = dict(crop=32, batch_size=4, data={"synthetic": {"n": 4, "size": [32, 32]}}, ckpt_every=1000)
+    T.train(tiny_cfg(tmp_path / "a", phase1={"steps": 24, "lr": 3e-3}, phase2={"steps": 30, "lr": 3e-3},
+                     **common))
+    df = pd.read_csv(tmp_path / "a" / "log.csv")
+    p1, p2 = df[df.phase == 1], df[df.phase == 2]
+    for col in ("rec", "dec"):
+        first, last = _halves(p1, col)
+        assert last < 0.8 * first, (col, first, last)
+    for col in ("fusion_int", "total"):
+        first, last = _halves(p2, col)
+        assert last < 0.9 * first, (col, first, last)
+
+    def continuation(name, loss, n2=0):
+        ck = tmp_path / name
+        ck.mkdir()
+        (ck / "last.pt").write_bytes((tmp_path / "a" / "phase1.pt").read_bytes())
+        with pytest.warns(UserWarning, match="changed config"):
+            T.train(tiny_cfg(ck, phase1={"steps": 24 + 16, "lr": 3e-3}, phase2={"steps": n2, "lr": 3e-3},
+                             loss=loss, **common))
+        d = pd.read_csv(ck / "log.csv")
+        return d[d.phase == 1], d[d.phase == 2]
+
+    q1, q2 = continuation("b", {"alignment": "none", "use_epr": False, "use_rec": False, "use_dec": False,
+                                "smooth": 10.0, "fusion_int": 0.0}, n2=30)
+    for col in ("smooth", "ss_field", "ss_aligned", "ss_rec"):
+        first, last = _halves(q1, col, 5)
+        assert last < 0.8 * first, (col, first, last)
+    first, last = _halves(q2, "fusion_grad")
+    assert last < 0.9 * first, ("fusion_grad", first, last)
+
+    q1, _ = continuation("c", {"use_pdg": False, "use_rec": False, "use_dec": False, "use_smooth": False})
+    for col in ("nda_di", "epr"):
+        first, last = _halves(q1, col, 5)
+        assert last < 0.8 * first, (col, first, last)
+    assert _halves(q1, "epe", 5)[1] < _halves(q1, "epe", 5)[0]     # and the registration improves
+
+
+def test_same_seed_and_kill_resume_identical(tmp_path, monkeypatch):
+    """Same seed -> identical weights; a run killed mid-phase (once in phase 1,
+    once in phase 2) and resumed from its last checkpoint each time ends with
+    weights and a log identical to an uninterrupted run."""
+    kw = dict(phase1={"steps": 4}, phase2={"steps": 4}, ckpt_every=2)
+    a = T.train(tiny_cfg(tmp_path / "a", **kw))
+    b = T.train(tiny_cfg(tmp_path / "b", **kw))
+    assert_same_weights(weights(a), weights(b))
+
+    calls = {"n": 0, "kill_at": None}
+    orig1, orig2 = Objective.phase1, Objective.phase2
+
+    def counting(orig):
+        def f(self, d):
+            calls["n"] += 1
+            if calls["n"] == calls["kill_at"]:
+                raise KeyboardInterrupt("simulated kill")
+            return orig(self, d)
+        return f
+
+    monkeypatch.setattr(Objective, "phase1", counting(orig1))
+    monkeypatch.setattr(Objective, "phase2", counting(orig2))
+    out = tmp_path / "c"
+    # kill 1: during step index 3 (phase 1); last checkpoint after 2 steps, log rows 0-2 written
+    calls.update(n=0, kill_at=4)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(tiny_cfg(out, **kw))
+    assert torch.load(out / "last.pt", weights_only=False)["step"] == 2
+    assert len(pd.read_csv(out / "log.csv")) == 3
+    # kill 2: the resumed run (from step 2) dies during step index 7 (phase 2); checkpoint after 6 steps
+    calls.update(n=0, kill_at=6)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(tiny_cfg(out, **kw))
+    assert torch.load(out / "last.pt", weights_only=False)["step"] == 6
+    assert not (out / "final.pt").exists()
+    calls.update(n=0, kill_at=None)
+    c = T.train(tiny_cfg(out, **kw))          # resumes automatically
+    assert_same_weights(weights(a), weights(c))
+    log_a = pd.read_csv(tmp_path / "a" / "log.csv")
+    log_c = pd.read_csv(out / "log.csv")
+    assert list(log_c.step) == list(range(8))      # no duplicated or missing rows
+    pd.testing.assert_frame_equal(log_a.drop(columns="time_s"), log_c.drop(columns="time_s"))
+
+    # a finished run is not retrained; --resume without a checkpoint is an error
+    assert T.train(tiny_cfg(out, **kw)) == c
+    with pytest.raises(FileNotFoundError, match="resume"):
+        T.train(tiny_cfg(tmp_path / "d"), resume=True)
+
+
+def test_nan_stops_with_term_name(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    orig = bsr.objective.losses.smooth_loss
+
+    def bad_smooth(flow):
+        calls["n"] += 1
+        out = orig(flow)
+        return out * float("nan") if calls["n"] > 4 else out   # 2 calls per step: NaN at step 3
+
+    monkeypatch.setattr(bsr.objective.losses, "smooth_loss", bad_smooth)
+    out = tmp_path / "nan"
+    with pytest.raises(T.NonFiniteLossError, match="'smooth'") as e:
+        T.train(tiny_cfg(out, ckpt_every=1, loss={"use_pdg": False}))
+    assert "phase 1, step 2" in str(e.value)
+    assert torch.load(out / "last.pt", weights_only=False)["step"] == 2   # nothing from the bad state
+    assert not (out / "final.pt").exists()
+    # the command line reports it and exits non-zero
+    calls["n"] = 0
+    cfg_path = tmp_path / "nan.yaml"
+    import yaml
+
+    d = tiny_cfg(tmp_path / "nan2", loss={"use_pdg": False}).to_dict()
+    cfg_path.write_text(yaml.safe_dump(d))
+    assert T.main(["--config", str(cfg_path), "--fresh"]) == 3
+
+
+def test_checkpoint_loads_without_trainer(tmp_path):
+    ck = T.train(tiny_cfg(tmp_path / "r", phase1={"steps": 1}, phase2={"steps": 1}))
+    code = ("import sys, torch; from bsr.model import load_checkpoint; "
+            f"m = load_checkpoint(r'{ck}'); "
+            "f, r, p = m.fuse(torch.rand(1, 1, 21, 30), torch.rand(1, 1, 21, 30)); "
+            "assert f.shape == (1, 1, 21, 30); assert 'bsr.train' not in sys.modules; print('ok')")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr
+    m = load_checkpoint(ck)
+    assert not m.training and m.config["size"] == "quick"
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="checkpoint"):
+        load_checkpoint(bad)
+
+
+def test_read_log_and_plot(tmp_path):
+    T.train(tiny_cfg(tmp_path / "p", phase1={"steps": 2}, phase2={"steps": 2}))
+    df = T.read_log(tmp_path / "p" / "log.csv")
+    assert {"step", "phase", "total", "rec", "fusion_int"} <= set(df.columns)
+    assert "edge" not in df.columns            # empty columns dropped
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bsr.plots_train import plot_losses
+
+    fig = plot_losses(df)
+    fig.savefig(tmp_path / "losses.png")
+    assert (tmp_path / "losses.png").stat().st_size > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_amp_training(tmp_path):
+    cfg = tiny_cfg(tmp_path / "g", device="cuda", amp=True, phase1={"steps": 3}, phase2={"steps": 2})
+    ck = T.train(cfg)
+    df = pd.read_csv(tmp_path / "g" / "log.csv")
+    assert len(df) == 5 and df["total"].notna().all()
+    m = load_checkpoint(ck, map_location="cpu")
+    f, _, _ = m.fuse(torch.rand(1, 1, 19, 23), torch.rand(1, 1, 19, 23))
+    assert torch.isfinite(f).all()
+
+
+def test_nda_target_transfer_matches_search_away_from_seams():
+    """The PDG branch's L_nda targets transferred from the plain search equal
+    the PDG branch's own search away from patch seams and borders."""
+    from bsr import losses
+    from bsr.pdg import ProxyDataGenerator, seam_mask
+    from bsr.data import load_pairs
+    from bsr.simulate import shift
+
+    p = load_pairs("synthetic", synthetic={"n": 1, "size": [64, 64]})[0]
+    vis = torch.from_numpy(p.vis)[None, None]
+    ir, _ = shift(torch.from_numpy(p.ir)[None, None], 2.0)
+    pdg = ProxyDataGenerator(2)
+    ir_new, vis_new, ops = pdg(ir, vis, generator=torch.Generator().manual_seed(3))
+    kw = dict(radius=3, window=5, subpixel=False)   # the sub-pixel parabola is float-sensitive
+    own = losses.nda_search(ir_new, vis_new, **kw)
+    obj = Objective(LossConfig(), pdg)
+    moved = obj._transfer_targets(losses.nda_search(ir, vis, **kw), ops)
+    keep = seam_mask(64, 64, 2, margin=3 + 2 + 2, include_border=True).bool()
+    n = int((own.valid & keep).sum())
+    assert n > 50
+    # equal up to rare ties / threshold cases of the search (< 1 % of the pixels)
+    assert int(((moved.valid ^ own.valid) & keep).sum()) <= max(1, n // 100)
+    both = moved.valid & own.valid & keep
+    close = ((moved.delta - own.delta).abs() < 1e-4).all(1, keepdim=True)
+    assert int((both & ~close).sum()) <= max(1, n // 100)
