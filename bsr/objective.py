@@ -77,17 +77,23 @@ class LossConfig:
     mu: float = 1e-4          # effective-edge threshold (paper)
     nda_radius: int = 8       # L_nda neighbourhood radius in px (not given by the paper)
     nda_match: str = "ncc"    # L_nda search: "ncc" (patch match) | "nearest" (literal); see bsr.losses
-    nda_window: int = 7       # NCC window of the search (px)
+    nda_window: int = 15      # NCC window of the search (px); 15 beats 7 cross-modally (docs/method.md)
     nda_min_score: float = 0.5  # NCC a match needs to count
     nda_edge_norm: str = "none"  # "none" | "max" | "mean" edge-map normalisation before mu
     nda_angle_min: float = 0.5   # px; below it a target has no angle term
     nda_stride: int = 1       # search every stride-th pixel only (1 = every pixel, paper)
     nda_pdg_targets: str = "search"  # PDG branch: own search (paper) | "transfer" (PDG of the plain targets)
+    nda_targets: str = "precomputed"  # "precomputed": searched once per whole training image by the data
+                              # loader (the search depends only on the input pair), carried with each
+                              # crop; the PDG branch gets them through the PDG ops. "search": every step.
+    nda_lr_check: float | None = 1.0  # px; left-right consistency check of precomputed targets (None: off)
     epr_form: str = "global"  # L_epr: "global" (per-image distances) | "pixel"
     rec_l2: str = "mse"       # L_recp's L2 part: "mse" | "rmse"
     fusion_grad_norm: str = "l1"  # |grad| in L_fusion: "l1" (|gx|+|gy|) | "l2"
     dec_eps: float = 1.01     # epsilon of L_dec (CDDFuse)
     seam_margin: int = 0      # px around PDG seams left out of L_ss (0 = paper)
+    ss_rampup: float = 0.0    # fraction of phase 1 over which the L_ss weight ramps linearly from 0 to `ss`
+                              # (0 = paper: full weight from the start); see docs/method.md
     # -- switches (ablations)
     alignment: str = "nda"    # "nda" | "sobel" (Exp. I) | "none" (Exp. II)
     use_epr: bool = True
@@ -101,6 +107,8 @@ class LossConfig:
     def __post_init__(self):
         if self.alignment not in ALIGNMENTS:
             raise ValueError(f"loss.alignment must be one of {ALIGNMENTS}; got {self.alignment!r}")
+        if self.nda_targets not in ("precomputed", "search"):
+            raise ValueError(f"loss.nda_targets must be 'precomputed' or 'search'; got {self.nda_targets!r}")
         if self.nda_pdg_targets not in ("search", "transfer"):
             raise ValueError(f"loss.nda_pdg_targets must be 'search' or 'transfer'; got {self.nda_pdg_targets!r}")
 
@@ -112,6 +120,18 @@ class LossConfig:
             if k not in names:
                 raise ValueError(f"unknown loss option {k!r}; known: {', '.join(sorted(names))}")
         return cls(**d)
+
+
+    def search_options(self) -> dict:
+        """Keyword arguments of :func:`bsr.losses.nda_search` for this config."""
+        return dict(radius=self.nda_radius, mu=self.mu, match=self.nda_match, window=self.nda_window,
+                    min_score=self.nda_min_score, edge_norm=self.nda_edge_norm, stride=self.nda_stride)
+
+    def precompute_options(self) -> dict | None:
+        """What the data loader needs to precompute L_nda targets (None: not needed)."""
+        if self.alignment != "nda" or self.nda_targets != "precomputed":
+            return None
+        return {**self.search_options(), "lr_check": self.nda_lr_check}
 
 
 def variant_config(variant: str, **overrides) -> LossConfig:
@@ -155,6 +175,16 @@ class Objective:
         return losses.NDATargets(self.pdg.apply(tg.delta, ops, kind="flow"), valid,
                                  self.pdg.apply(tg.score, ops))
 
+    def _nda_seam_mask(self, ref: torch.Tensor, mask):
+        """Pixels of the PDG image farther than the search radius from a seam."""
+        from .pdg import seam_mask
+
+        if self.pdg is None or self.pdg.n < 2:
+            return mask
+        h, w = ref.shape[-2:]
+        sm = seam_mask(h, w, self.pdg.n, self.cfg.nda_radius, device=ref.device, dtype=ref.dtype)
+        return sm if mask is None else mask * sm
+
     def _seam_mask(self, d: dict, ref: torch.Tensor):
         """Seam mask of the PDG grid (None when ``seam_margin`` is 0)."""
         m = self.cfg.seam_margin
@@ -166,20 +196,30 @@ class Objective:
         return seam_mask(h, w, self.pdg.n, m, device=ref.device, dtype=ref.dtype)
 
     # ------------------------------------------------------------------ phase 1
-    def phase1(self, d: dict):
+    def phase1(self, d: dict, progress: float = 1.0):
+        """``progress``: the fraction of phase 1 done (for the L_ss ramp-up)."""
         c = self.cfg
         branches = [""] + (["_new"] if c.use_pdg and "phi_p_new" in d else [])
         t: dict[str, torch.Tensor] = {}
         weighted = []
 
         if c.alignment == "nda":
-            search = dict(radius=c.nda_radius, mu=c.mu, match=c.nda_match, window=c.nda_window,
-                          min_score=c.nda_min_score, edge_norm=c.nda_edge_norm, stride=c.nda_stride)
+            search = c.search_options()
+            pre = c.nda_targets == "precomputed"
+            if pre and "nda_p_delta" not in d:
+                raise ValueError("loss.nda_targets is 'precomputed' but the batch carries no L_nda targets "
+                                 "(build the loader with nda=LossConfig.precompute_options())")
             di, an, plain_targets = [], [], []
             for s in branches:
                 mask = self._seam_mask(d, d["ir"]) if s else None
+                if s and pre:   # a target must not cross a patch seam of the PDG image
+                    mask = self._nda_seam_mask(d["ir"], mask)
                 for j, (mov, fix, flow, _) in enumerate(self._directions(d, s)):
-                    if s and c.nda_pdg_targets == "transfer":
+                    if pre and not s:
+                        key = ("nda_p", "nda_n")[j]
+                        tg = losses.NDATargets(d[f"{key}_delta"], d[f"{key}_valid"], d[f"{key}_valid"].float())
+                        plain_targets.append(tg)
+                    elif s and (pre or c.nda_pdg_targets == "transfer"):
                         tg = self._transfer_targets(plain_targets[j], d["ops"])
                     else:
                         tg = losses.nda_search(mov, fix, **search)
@@ -231,7 +271,8 @@ class Objective:
                                      for k in regs])
             t["ss_rec"] = _mean([losses.ss_loss(d[f"{n}_rec"], d[f"{n}_rec_restored"], c.w1, c.w2, mask=mask)
                                  for n in names])
-            weighted.append(c.ss * (t["ss_field"] + t["ss_aligned"] + t["ss_rec"]))
+            ramp = min(1.0, progress / c.ss_rampup) if c.ss_rampup > 0 else 1.0
+            weighted.append(c.ss * ramp * (t["ss_field"] + t["ss_aligned"] + t["ss_rec"]))
 
         if not weighted:
             raise ValueError("every phase-1 loss term is switched off")

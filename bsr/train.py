@@ -285,7 +285,8 @@ def make_train_loader(cfg: TrainConfig, crop: tuple[int, int]):
     """The one place the trainer gets its data (a DataLoader of batch dicts)."""
     from .data import make_loader
 
-    return make_loader(cfg.data, crop, cfg.batch_size, cfg.seed, split="train", num_workers=cfg.num_workers)
+    return make_loader(cfg.data, crop, cfg.batch_size, cfg.seed, split="train", num_workers=cfg.num_workers,
+                       nda=cfg.loss_config().precompute_options(), progress=cfg.progress)
 
 
 def _seed_of(*parts: int) -> int:
@@ -549,7 +550,8 @@ def _train(cfg, device, amp, amp_dtype, out, last_path, final_path, log_path) ->
                     pdg_gen.manual_seed(_seed_of(cfg.seed, 7, step))
                     outd = model.phase1(ir, vis, pdg, pdg_gen, bidirectional=loss_cfg.bidirectional,
                                         joint=loss_cfg.joint)
-                    loss, terms = objective.phase1(outd)
+                    outd.update({k: v.to(device) for k, v in batch.items() if k.startswith("nda_")})
+                    loss, terms = objective.phase1(outd, progress=k / max(n1, 1))
                 else:
                     outd = model.phase2(ir, vis)
                     loss, terms = objective.phase2(outd)

@@ -18,7 +18,7 @@ from bsr.paths import REPO_ROOT
 
 TINY_DATA = {"name": "synthetic", "synthetic": {"n": 4, "size": [32, 32], "seed": 0},
              "misalignment": {"kind": "shift", "level": 2}}
-FAST_LOSS = {"nda_radius": 3, "nda_window": 5}
+FAST_LOSS = {"nda_radius": 3, "nda_window": 5, "nda_targets": "search"}
 
 
 def tiny_cfg(out, **kw) -> T.TrainConfig:
@@ -171,11 +171,11 @@ def test_same_seed_and_kill_resume_identical(tmp_path, monkeypatch):
     orig1, orig2 = Objective.phase1, Objective.phase2
 
     def counting(orig):
-        def f(self, d):
+        def f(self, d, **kw):
             calls["n"] += 1
             if calls["n"] == calls["kill_at"]:
                 raise KeyboardInterrupt("simulated kill")
-            return orig(self, d)
+            return orig(self, d, **kw)
         return f
 
     monkeypatch.setattr(Objective, "phase1", counting(orig1))
@@ -303,3 +303,18 @@ def test_nda_target_transfer_matches_search_away_from_seams():
     both = moved.valid & own.valid & keep
     close = ((moved.delta - own.delta).abs() < 1e-4).all(1, keepdim=True)
     assert int((both & ~close).sum()) <= max(1, n // 100)
+
+
+def test_precomputed_nda_targets_register(tmp_path):
+    """The default path: L_nda targets searched once per image by the loader.
+    Without the PDG branch (variant V) a short run already registers a 3 px
+    shift much better than the identity."""
+    cfg = tiny_cfg(tmp_path, variant="V", loss={"nda_targets": "precomputed", "nda_radius": 6, "nda_window": 11},
+                   data={"synthetic": {"n": 6, "size": [64, 64]}, "misalignment": {"kind": "shift", "level": 3}},
+                   crop=48, batch_size=4, phase1={"steps": 60, "lr": 3e-3}, phase2={"steps": 1}, ckpt_every=1000)
+    T.train(cfg)
+    df = pd.read_csv(tmp_path / "log.csv")
+    p1 = df[df.phase == 1]
+    assert p1["epe"].iloc[0] == pytest.approx(3.0, abs=0.05)       # starts at the identity
+    last = p1["epe"].tail(5).mean()
+    assert last < 0.7 * 3.0, last
