@@ -284,10 +284,13 @@ def load_simulated(folder, verify: bool = False) -> list[Pair]:
         if vis.ndim == 3:
             ycc = rgb_to_ycbcr(vis)
             vis, cbcr = np.ascontiguousarray(ycc[..., 0]), np.ascontiguousarray(ycc[..., 1:])
-        with np.load(files["flow"]) as z:
-            flow = z["flow"].astype(np.float32)
+        flow = aligned = None
+        if "flow" in files:   # sets of real misalignment ("none") carry no ground truth
+            with np.load(files["flow"]) as z:
+                flow = z["flow"].astype(np.float32)
+            aligned = read_image(files["ir_aligned"])
         pairs.append(Pair(name=item["name"], ir=read_image(files["ir"]), vis=vis, vis_cbcr=cbcr,
-                          ir_aligned=read_image(files["ir_aligned"]), flow_gt=flow,
+                          ir_aligned=aligned, flow_gt=flow,
                           meta={"kind": manifest["kind"], "level": manifest["level"],
                                 "dataset": manifest["dataset"]}))
     return pairs

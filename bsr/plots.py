@@ -76,3 +76,72 @@ def save_figure(fig, path, dpi: int = 110) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     return path
+
+
+def inset_box(shape: tuple[int, int], frac: float = 0.25, where: str = "auto", image=None) -> tuple[int, int, int, int]:
+    """A zoom box (y0, x0, h, w) of ``frac`` of the image side. ``where="auto"``
+    picks the window with the most Sobel edge energy in ``image`` (so the
+    inset shows structure, where misalignment is visible)."""
+    h, w = shape
+    bh, bw = max(int(h * frac), 8), max(int(w * frac), 8)
+    if where == "auto" and image is not None:
+        mag = np.hypot(ndimage.sobel(image, 0), ndimage.sobel(image, 1))
+        energy = ndimage.uniform_filter(mag, size=(bh, bw), mode="constant")
+        cy, cx = np.unravel_index(np.argmax(energy[bh // 2:h - bh // 2, bw // 2:w - bw // 2]),
+                                  (h - 2 * (bh // 2), w - 2 * (bw // 2)))
+        return int(cy), int(cx), bh, bw
+    return (h - bh) // 2, (w - bw) // 2, bh, bw
+
+
+def method_grid(rows: list[dict], columns: list[str], box=None, inset_scale: float = 2.0):
+    """Qualitative grid like the paper's Figs. 3, 4, 6, 9: one row per sample,
+    one column per image (e.g. IR, VIS, each method's fusion), the same zoomed
+    inset on every panel. ``rows``: dicts with ``title`` and one (H, W) image
+    per column name."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    n, m = len(rows), len(columns)
+    fig, axes = plt.subplots(n, m, figsize=(2.3 * m, 2.3 * n * rows[0][columns[0]].shape[0] / rows[0][columns[0]].shape[1] + 0.4 * n),
+                             squeeze=False)
+    for r, row in enumerate(rows):
+        b = box or inset_box(row[columns[1 if len(columns) > 1 else 0]].shape,
+                             image=row[columns[1 if len(columns) > 1 else 0]])
+        y0, x0, bh, bw = b
+        for c, name in enumerate(columns):
+            ax = axes[r, c]
+            img = np.clip(row[name], 0, 1)
+            ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+            ax.add_patch(Rectangle((x0, y0), bw, bh, fill=False, edgecolor="red", linewidth=1))
+            h, w = img.shape
+            iw, ih = int(bw * inset_scale), int(bh * inset_scale)
+            crop = img[y0:y0 + bh, x0:x0 + bw]
+            ax.imshow(crop, cmap="gray", vmin=0, vmax=1, extent=(w - iw, w, h, h - ih))
+            ax.add_patch(Rectangle((w - iw, h - ih), iw, ih, fill=False, edgecolor="red", linewidth=1))
+            ax.set_xlim(0, w)
+            ax.set_ylim(h, 0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=8)
+        axes[r, 0].set_ylabel(row.get("title", ""), fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def metric_lines(df, x: str, y: str, hue: str, title: str = "", ylabel: str | None = None):
+    """One line per ``hue`` value of ``y`` against ``x`` (e.g. EPE against the
+    misalignment level, one line per method)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, g in df.groupby(hue, sort=False):
+        g = g.sort_values(x)
+        ax.plot(g[x], g[y], marker="o", label=str(name))
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel or y)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

@@ -68,15 +68,17 @@ def write_test_set(pairs: list[Pair], kind: str, level, out_dir, dataset: str, s
         for p in tqdm(pairs, desc=f"simulate {final.name}", disable=not progress, leave=False):
             ir = torch.from_numpy(p.ir)[None, None]
             mis, flow = simulate.apply(ir, kind, level, generator=g)
-            files = {"ir": f"ir/{p.name}.png", "ir_aligned": f"ir_aligned/{p.name}.png",
-                     "vi": f"vi/{p.name}.png", "flow": f"flow/{p.name}.npz"}
+            files = {"ir": f"ir/{p.name}.png", "vi": f"vi/{p.name}.png"}
             write_image(tmp / files["ir"], mis[0, 0].numpy())
-            write_image(tmp / files["ir_aligned"], p.ir)
             write_image(tmp / files["vi"], _vis_rgb(p))
-            save_npz(tmp / files["flow"], flow=flow[0].numpy().astype(np.float32))
+            if kind != "none":   # "none": the pair as it is (real misalignment, no ground truth)
+                files.update(ir_aligned=f"ir_aligned/{p.name}.png", flow=f"flow/{p.name}.npz")
+                write_image(tmp / files["ir_aligned"], p.ir)
+                save_npz(tmp / files["flow"], flow=flow[0].numpy().astype(np.float32))
             items.append({"name": p.name, "shape": list(p.ir.shape), "files": files,
                           "sha256": {k: file_sha256(tmp / v) for k, v in files.items()}})
         manifest = {"dataset": dataset, "kind": kind, "level": level, "seed": int(seed), "split": split,
+                    "ground_truth": kind != "none",
                     "n_pairs": len(items), "bsr_version": __version__,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "convention": "warp(ir, flow) ~= ir_aligned; out(p) = in(p + flow(p)); flow[0] = x",
@@ -141,11 +143,13 @@ def summarize_sets(folders) -> "pandas.DataFrame":
         man = json.loads((f / "manifest.json").read_text())
         mags = []
         for item in man["pairs"]:
-            with np.load(f / item["files"]["flow"]) as z:
-                mags.append(np.hypot(z["flow"][0], z["flow"][1]))
+            if "flow" in item["files"]:
+                with np.load(f / item["files"]["flow"]) as z:
+                    mags.append(np.hypot(z["flow"][0], z["flow"][1]))
         rows.append({"set": f.name, "dataset": man["dataset"], "kind": man["kind"], "level": man["level"],
-                     "pairs": man["n_pairs"], "mean |flow_gt| px": float(np.mean([m.mean() for m in mags])),
-                     "max |flow_gt| px": float(max(m.max() for m in mags))})
+                     "pairs": man["n_pairs"],
+                     "mean |flow_gt| px": float(np.mean([m.mean() for m in mags])) if mags else float("nan"),
+                     "max |flow_gt| px": float(max(m.max() for m in mags)) if mags else float("nan")})
     return pd.DataFrame(rows)
 
 
@@ -157,5 +161,6 @@ def sample_rows(folders, n: int) -> list[dict]:
     rows = []
     for i in idx:
         p = load_simulated(folders[i])[0]
-        rows.append({"title": f"{folders[i].name} / {p.name}", "ir": p.ir, "vis": p.vis, "flow": p.flow_gt})
+        flow = p.flow_gt if p.flow_gt is not None else np.zeros((2, *p.ir.shape), np.float32)
+        rows.append({"title": f"{folders[i].name} / {p.name}", "ir": p.ir, "vis": p.vis, "flow": flow})
     return rows

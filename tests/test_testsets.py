@@ -81,3 +81,11 @@ def test_cli_datasets_missing_root(monkeypatch, capsys):
     assert "BSR_DATA" in capsys.readouterr().err
     assert cli(["nonsense"]) == 2
     assert cli(["--help"]) == 0
+
+
+def test_real_misalignment_set_has_no_ground_truth(tmp_path, pairs):
+    folder = testsets.write_test_set(pairs, "none", 0, tmp_path, "synthetic", progress=False)
+    assert not (folder / "flow").exists()
+    back = load_simulated(folder, verify=True)
+    assert back[0].flow_gt is None and back[0].ir_aligned is None
+    assert np.isnan(testsets.summarize_sets([folder]).loc[0, "mean |flow_gt| px"])
