@@ -18,6 +18,7 @@ P = load_profile(PROFILE_FILE)
 PROFILE = P["profile"]
 R = Path(P.get("results", "results")) / PROFILE
 PY = sys.executable
+SEEDS = P.get("seeds", [0])
 
 
 def nb_params(**params):
@@ -26,8 +27,18 @@ def nb_params(**params):
 
 
 include: "workflow/rules/simulate.smk"
+include: "workflow/rules/train.smk"
 
 
-rule all:
-    input:
-        rules.simulate_datasets.output,
+if "study" in P:   # profiles with a study: every stage; otherwise only the simulated sets
+    include: "workflow/rules/study.smk"
+
+    rule all:
+        input:
+            rules.report.output,
+
+else:
+
+    rule all:
+        input:
+            rules.simulate_datasets.output,

@@ -70,7 +70,7 @@ for kind in sorted({info[s]["kind"] for s in sets}):
             checkpoint_dir, fusion_only_run, seeds)
     methods = study.build_methods(fusion, registration, learned,
                                   {"B-SR, identity registration (this package)": ck}, device)
-    scores.append(study.score(kind_sets, methods, out_dir / "images", external_root=external_root))
+    scores.append(study.score(kind_sets, methods, out_dir / "images" / "compare", external_root=external_root))
 scores = pd.concat(scores, ignore_index=True)
 study.describe_methods(methods)
 
@@ -123,7 +123,7 @@ reg.round(3)
 # %%
 shown = [study.BSR_LABEL, "B-SR, identity registration (this package)"] + \
     [m for m in ("GFF", "ECC + GFF", "TV-L1 + GFF") if m in methods]
-rows = study.qualitative_rows(study.load_sets(data_dir, sets, limit=n_qualitative), out_dir / "images",
+rows = study.qualitative_rows(study.load_sets(data_dir, sets, limit=n_qualitative), out_dir / "images" / "compare",
                               shown, n_qualitative)
 cols = ["IR (input)", "VIS"] + [m for m in shown if m in rows[0]]
 fig = plots.method_grid(rows, cols)

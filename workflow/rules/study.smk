@@ -1,0 +1,109 @@
+# Stages 03-07: comparison, robustness, PDG statistics, ablation, report.
+
+S = P.get("study", {})
+BASELINES = {"fusion": S.get("fusion", ["average", "max", "LP", "GFF"]),
+             "registration": S.get("registration", [["ECC", "GFF"], ["TV-L1", "GFF"], ["phase", "GFF"]])}
+DATA = R / "data"
+COMMON = dict(profile=PROFILE, seeds=SEEDS, limit=S.get("limit"))
+
+
+def paths(**kw):
+    return {k: str(Path(v).resolve()) for k, v in kw.items()}
+
+
+rule compare:
+    input:
+        nb="notebooks/03_compare.ipynb",
+        data=DATA,
+        ck=checkpoints(list(S.get("compare", {}).values()) + ([S["fusion_only"]] if S.get("fusion_only") else [])),
+    output:
+        tables=[R / "tables" / f"{t}.md" for t in ("table1", "table2", "table3", "table5", "registration_accuracy")],
+        figure=R / "figures" / "qualitative_compare.png",
+        html=R / "notebooks" / "03_compare.html",
+    log:
+        nb=R / "notebooks" / "03_compare.ipynb",
+    params:
+        nb=lambda w: nb_params(**COMMON, **paths(data_dir=DATA, checkpoint_dir=R / "checkpoints", out_dir=R),
+                               runs=S.get("compare", {}), fusion_only_run=S.get("fusion_only"),
+                               n_qualitative=S.get("n_qualitative", 2), external_root=str(Path("results/external").resolve()),
+                               **BASELINES),
+    threads: P.get("threads", 1)
+    shell:
+        "{PY} -m bsr.workflow {input.nb} {log.nb} --html {output.html} --params {params.nb} --cwd notebooks"
+
+
+rule robustness:
+    input:
+        nb="notebooks/04_robustness.ipynb",
+        data=DATA,
+        ck=checkpoints([S.get("robustness", "bsr_dilate5")]),
+    output:
+        tables=[R / "tables" / "table6.md", R / "tables" / "robustness_epe.md"],
+        figures=[R / "figures" / "robustness_epe.png", R / "figures" / "robustness_levels.png"],
+        html=R / "notebooks" / "04_robustness.html",
+    log:
+        nb=R / "notebooks" / "04_robustness.ipynb",
+    params:
+        nb=lambda w: nb_params(**COMMON, **paths(data_dir=DATA, checkpoint_dir=R / "checkpoints", out_dir=R),
+                               run=S.get("robustness", "bsr_dilate5"),
+                               registration=[r for r in BASELINES["registration"] if r[0] != "phase"]),
+    threads: P.get("threads", 1)
+    shell:
+        "{PY} -m bsr.workflow {input.nb} {log.nb} --html {output.html} --params {params.nb} --cwd notebooks"
+
+
+rule pdg_statistics:
+    input:
+        nb="notebooks/05_pdg_statistics.ipynb",
+        data=DATA,
+        ck=checkpoints(list(S.get("pdg", {}).values())),
+    output:
+        table=R / "tables" / "pdg_high_response.md",
+        figures=[R / "figures" / "pdg_high_response.png", R / "figures" / "pdg_feature_maps.png"],
+        html=R / "notebooks" / "05_pdg_statistics.html",
+    log:
+        nb=R / "notebooks" / "05_pdg_statistics.ipynb",
+    params:
+        nb=lambda w: nb_params(**COMMON, **paths(data_dir=DATA, checkpoint_dir=R / "checkpoints", out_dir=R),
+                               runs=S.get("pdg", {}), threshold=S.get("pdg_threshold", 0.6)),
+    threads: 1
+    shell:
+        "{PY} -m bsr.workflow {input.nb} {log.nb} --html {output.html} --params {params.nb} --cwd notebooks"
+
+
+rule ablation:
+    input:
+        nb="notebooks/06_ablation.ipynb",
+        data=DATA,
+        ck=checkpoints(list(S.get("ablation", {}).values())),
+    output:
+        tables=[R / "tables" / "table4.md", R / "tables" / "ablation_all_metrics.md"],
+        figure=R / "figures" / "ablation_qualitative.png",
+        html=R / "notebooks" / "06_ablation.html",
+    log:
+        nb=R / "notebooks" / "06_ablation.ipynb",
+    params:
+        nb=lambda w: nb_params(**COMMON, **paths(data_dir=DATA, checkpoint_dir=R / "checkpoints", out_dir=R),
+                               runs=S.get("ablation", {}), n_qualitative=S.get("n_qualitative", 2)),
+    threads: P.get("threads", 1)
+    shell:
+        "{PY} -m bsr.workflow {input.nb} {log.nb} --html {output.html} --params {params.nb} --cwd notebooks"
+
+
+STUDY_OUTPUTS = [rules.simulate_datasets.output.html, rules.compare.output.html, rules.robustness.output.html,
+                 rules.pdg_statistics.output.html, rules.ablation.output.html]
+
+
+rule report:
+    input:
+        nb="notebooks/07_report.ipynb",
+        done=STUDY_OUTPUTS,
+    output:
+        report=R / "REPORT.md",
+        html=R / "notebooks" / "07_report.html",
+    log:
+        nb=R / "notebooks" / "07_report.ipynb",
+    params:
+        nb=lambda w: nb_params(profile=PROFILE, root=str(R.resolve()), profile_config=P),
+    shell:
+        "{PY} -m bsr.workflow {input.nb} {log.nb} --html {output.html} --params {params.nb} --cwd notebooks"

@@ -1,0 +1,47 @@
+# Stage 02: one training run per (run, seed) the study needs.
+
+
+def deep_merge(base, over):
+    out = dict(base)
+    for k, v in (over or {}).items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def run_config(run, seed):
+    """The complete training config of one run: profile `train` + the run's overrides + seed."""
+    if run not in P.get("runs", {}):
+        raise ValueError(f"profile {PROFILE!r} has no run {run!r} (define it under `runs:`)")
+    cfg = deep_merge(P.get("train", {}), P["runs"][run])
+    cfg["seed"] = int(seed)
+    if P.get("data_root") and isinstance(cfg.get("data"), dict) and cfg["data"].get("name") != "synthetic":
+        cfg["data"].setdefault("root", P["data_root"])
+    return cfg
+
+
+def checkpoint(run, seed):
+    return R / "checkpoints" / run / f"seed{seed}" / "final.pt"
+
+
+def checkpoints(runs):
+    return [checkpoint(r, s) for r in sorted(set(runs)) for s in SEEDS]
+
+
+rule train:
+    input:
+        nb="notebooks/02_train_bsr.ipynb",
+    output:
+        ck=R / "checkpoints" / "{run}" / "seed{seed}" / "final.pt",
+        html=R / "notebooks" / "02_train_bsr" / "{run}_seed{seed}.html",
+    log:
+        nb=R / "notebooks" / "02_train_bsr" / "{run}_seed{seed}.ipynb",
+    params:
+        nb=lambda w: nb_params(
+            out_dir=str((R / "checkpoints" / w.run / f"seed{w.seed}").resolve()),
+            train_config=run_config(w.run, w.seed),
+        ),
+    threads: P.get("threads", 1)
+    resources:
+        gpu=lambda w: 1 if P.get("device") in ("cuda", "auto") and P["profile"] != "quick" else 0,
+    shell:
+        "{PY} -m bsr.workflow {input.nb} {log.nb} --html {output.html} --params {params.nb} --cwd notebooks"
