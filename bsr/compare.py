@@ -11,7 +11,10 @@ Scoring (:func:`score_set`):
 * fusion metrics (``bsr.metrics.fusion_metrics``) on 8-bit values (as the
   field's evaluators read PNG files), of the fused image against the *inputs*
   the method received: the misaligned IR and the visible image. This is what
-  the paper's tables measure;
+  the paper's tables measure. It rewards *not* registering (a fused image
+  that keeps the misaligned IR agrees with it), so where the set has the
+  aligned IR, Qabf and VIFF are also scored against it (``Qabf_aligned``,
+  ``VIFF_aligned``, group ``fusion_aligned``);
 * registration metrics against ground truth when the set has it
   (``bsr.metrics.registration_metrics``: endpoint error of ``flow`` against
   ``flow_gt``, RMSE/NCC/SSIM of ``registered`` against the aligned IR); a
@@ -117,10 +120,10 @@ def external_method(root, method: str, dataset: str) -> Method:
     return run
 
 
-def _fusion_scores(fused, ir, vis) -> dict:
+def _fusion_scores(fused, ir, vis, metrics=None) -> dict:
     from .metrics import fusion_metrics
 
-    return fusion_metrics(to_uint8(fused), to_uint8(ir), to_uint8(vis))
+    return fusion_metrics(to_uint8(fused), to_uint8(ir), to_uint8(vis), metrics=metrics)
 
 
 def _registration_scores(p: Pair, flow, registered, margin: int) -> dict:
@@ -170,6 +173,9 @@ def score_set(pairs: list[Pair], methods: dict[str, Method], set_name: str, out_
             raise ValueError(f"{mname} returned a fused image of shape {fused.shape} for {p.name} "
                              f"(expected {p.ir.shape})")
         scores = {("fusion", k): v for k, v in _fusion_scores(fused, p.ir, p.vis).items()}
+        if p.ir_aligned is not None:   # the source-based metrics against the *aligned* IR too
+            scores.update({("fusion_aligned", f"{k}_aligned"): v for k, v in
+                           _fusion_scores(fused, p.ir_aligned, p.vis, ("Qabf", "VIFF")).items()})
         flow = out.get("flow")
         if flow is not None:   # methods that register; the identity is scored once per set
             scores.update(_registration_scores(p, flow, out.get("registered"), margin))

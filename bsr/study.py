@@ -121,13 +121,15 @@ def paper_table(scores: pd.DataFrame, set_name: str | None, table: int, setting:
 
 def registration_summary(scores: pd.DataFrame) -> pd.DataFrame:
     """Registration accuracy (not in the paper): per set and method, mean over
-    images (and over seeds) of EPE, SSIM/NCC against the aligned IR, and the
-    edge distance to the visible image."""
-    df = scores[scores["group"].isin(["registration", "edges"])]
+    images (and over seeds) of EPE, SSIM/NCC against the aligned IR, the
+    edge distance to the visible image, and Qabf/VIFF of the fused image
+    against the aligned IR (where the set has it)."""
+    df = scores[scores["group"].isin(["registration", "edges", "fusion_aligned"])]
     per_seed = df.groupby(["set", "method", "seed", "metric"], sort=False)["value"].mean().reset_index()
     wide = per_seed.pivot_table(index=["set", "method"], columns="metric", values="value", aggfunc="mean",
                                 sort=False)
-    order = ["EPE_mean", "EPE_median", "EPE>1px", "EPE>3px", "SSIM", "NCC", "RMSE", "edge_chamfer_px"]
+    order = ["EPE_mean", "EPE_median", "EPE>1px", "EPE>3px", "SSIM", "NCC", "RMSE", "edge_chamfer_px",
+             "Qabf_aligned", "VIFF_aligned"]
     return wide[[c for c in order if c in wide.columns]].reset_index()
 
 

@@ -20,7 +20,7 @@ def snakemake(cwd, *args):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     dst = tmp_path_factory.mktemp("wf")
-    for name in ("Snakefile", "workflow", "notebooks", "config"):
+    for name in ("Snakefile", "workflow", "notebooks", "config", "profiles"):
         src = REPO_ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / name)
     return dst
@@ -93,3 +93,12 @@ def test_failing_notebook_stops_with_its_error(project, tmp_path):
     assert not (out / "notebooks" / "01_simulate_datasets.html").exists()
     assert not (out / "data").exists()
     assert (out / "notebooks" / "01_simulate_datasets.ipynb").exists()  # the traceback survives
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+def test_slurm_profile_dry_run(project, profile):
+    """The Slurm executor profile plans every job without a cluster."""
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--dry-run",
+                        "--config", f"profile={profile}"], cwd=project, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "rule train" in r.stdout or "train" in r.stdout
