@@ -38,6 +38,10 @@ dry-run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+report: $(STAMP)
+	$(BIN)/snakemake --cores 1 --config profile=$(PROFILE) --report results/$(PROFILE)/report.html
+	@echo "report: results/$(PROFILE)/report.html"
+
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 

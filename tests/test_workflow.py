@@ -61,6 +61,9 @@ def test_end_to_end_then_nothing_to_do(project):
         assert (out / "notebooks" / f"{nb}.html").is_file()
     again = snakemake(project, "--config", "profile=test")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    html = project / "results" / "test" / "report.html"
+    r = snakemake(project, "--config", "profile=test", "--report", str(html))
+    assert r.returncode == 0 and html.stat().st_size > 100_000, r.stderr[-2000:]
 
 
 def test_changed_config_reruns_only_what_it_affects(project, tmp_path):

@@ -5,7 +5,7 @@ rule simulate_datasets:
         nb="notebooks/01_simulate_datasets.ipynb",
     output:
         sets=directory(R / "data"),
-        figure=R / "figures" / "simulated_pairs.png",
+        figure=report(R / "figures" / "simulated_pairs.png", category="01 simulated sets"),
         html=R / "notebooks" / "01_simulate_datasets.html",
     log:
         nb=R / "notebooks" / "01_simulate_datasets.ipynb",

@@ -17,8 +17,9 @@ rule compare:
         data=DATA,
         ck=checkpoints(list(S.get("compare", {}).values()) + ([S["fusion_only"]] if S.get("fusion_only") else [])),
     output:
-        tables=[R / "tables" / f"{t}.md" for t in ("table1", "table2", "table3", "table5", "registration_accuracy")],
-        figure=R / "figures" / "qualitative_compare.png",
+        tables=[report(R / "tables" / f"{t}.md", category="03 comparison")
+                for t in ("table1", "table2", "table3", "table5", "registration_accuracy")],
+        figure=report(R / "figures" / "qualitative_compare.png", category="03 comparison"),
         html=R / "notebooks" / "03_compare.html",
     log:
         nb=R / "notebooks" / "03_compare.ipynb",
@@ -38,8 +39,9 @@ rule robustness:
         data=DATA,
         ck=checkpoints([S.get("robustness", "bsr_dilate5")]),
     output:
-        tables=[R / "tables" / "table6.md", R / "tables" / "robustness_epe.md"],
-        figures=[R / "figures" / "robustness_epe.png", R / "figures" / "robustness_levels.png"],
+        tables=[report(R / "tables" / f"{t}.md", category="04 robustness") for t in ("table6", "robustness_epe")],
+        figures=[report(R / "figures" / f"{f}.png", category="04 robustness")
+                 for f in ("robustness_epe", "robustness_levels")],
         html=R / "notebooks" / "04_robustness.html",
     log:
         nb=R / "notebooks" / "04_robustness.ipynb",
@@ -58,8 +60,9 @@ rule pdg_statistics:
         data=DATA,
         ck=checkpoints(list(S.get("pdg", {}).values())),
     output:
-        table=R / "tables" / "pdg_high_response.md",
-        figures=[R / "figures" / "pdg_high_response.png", R / "figures" / "pdg_feature_maps.png"],
+        table=report(R / "tables" / "pdg_high_response.md", category="05 PDG statistics"),
+        figures=[report(R / "figures" / f"{f}.png", category="05 PDG statistics")
+                 for f in ("pdg_high_response", "pdg_feature_maps")],
         html=R / "notebooks" / "05_pdg_statistics.html",
     log:
         nb=R / "notebooks" / "05_pdg_statistics.ipynb",
@@ -77,8 +80,8 @@ rule ablation:
         data=DATA,
         ck=checkpoints(list(S.get("ablation", {}).values())),
     output:
-        tables=[R / "tables" / "table4.md", R / "tables" / "ablation_all_metrics.md"],
-        figure=R / "figures" / "ablation_qualitative.png",
+        tables=[report(R / "tables" / f"{t}.md", category="06 ablation") for t in ("table4", "ablation_all_metrics")],
+        figure=report(R / "figures" / "ablation_qualitative.png", category="06 ablation"),
         html=R / "notebooks" / "06_ablation.html",
     log:
         nb=R / "notebooks" / "06_ablation.ipynb",
@@ -99,7 +102,7 @@ rule report:
         nb="notebooks/07_report.ipynb",
         done=STUDY_OUTPUTS,
     output:
-        report=R / "REPORT.md",
+        report=report(R / "REPORT.md", category="07 report"),
         html=R / "notebooks" / "07_report.html",
     log:
         nb=R / "notebooks" / "07_report.ipynb",
