@@ -368,7 +368,8 @@ def _parabola(sm: torch.Tensor, s0: torch.Tensor, sp: torch.Tensor) -> torch.Ten
 
 
 def nda_from_targets(flow: torch.Tensor, targets: NDATargets, angle_min: float = 0.5,
-                     mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     mask: torch.Tensor | None = None, form: str = "polar",
+                     eps: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """The differentiable part of L_nda: ``(l_di, l_an)`` (two scalars).
 
     With ``f = flow(p)`` (the displacement the registration applied at the
@@ -389,6 +390,20 @@ def nda_from_targets(flow: torch.Tensor, targets: NDATargets, angle_min: float =
     singular there): do not initialise a flow head to exact zeros.
     ``mask`` (broadcastable to (B, 1, H, W)) removes pixels (e.g. a seam margin).
     M = 0 gives zero losses (still attached to ``flow``).
+
+    ``form`` selects the penalty (``docs/_method_model_train.md``, "Making
+    the full objective register"):
+
+    * ``"polar"`` (default, the literal Eq. 6): as above.
+    * ``"polar_l1"``: Eq. 6 with the ``||.||_2`` of the scalar distance
+      difference read as its absolute value, ``l_di = | |f| - |d| |``; L_an
+      as in ``"polar"``. Bounded gradient, so wrong (noisy) targets pull
+      less.
+    * ``"vector"``: a robust penalty on the vector difference,
+      ``l_di = sqrt(|f - d|^2 + eps^2) - eps`` (Charbonnier, as in optical
+      flow: Sun, Roth & Black, CVPR 2010), ``l_an = 0``. It has a direction
+      at ``f = 0`` (the polar form has none) and an outlier-robust,
+      bounded gradient.
     """
     _check_flow(flow)
     d = targets.delta.to(flow.dtype)
@@ -400,9 +415,15 @@ def nda_from_targets(flow: torch.Tensor, targets: NDATargets, angle_min: float =
     denom = count.clamp_min(1.0)
     fx, fy = flow[:, 0:1], flow[:, 1:2]
     dx, dy = d[:, 0:1], d[:, 1:2]
+    if form == "vector":
+        ex, ey = fx - dx, fy - dy
+        l_di = ((torch.sqrt(ex * ex + ey * ey + eps * eps) - eps) * m).sum() / denom
+        return l_di, flow.sum() * 0.0
+    if form not in ("polar", "polar_l1"):
+        raise ValueError(f"form must be 'polar', 'polar_l1' or 'vector'; got {form!r}")
     nf = torch.sqrt(fx * fx + fy * fy + 1e-12)
     nd = torch.sqrt(dx * dx + dy * dy)
-    l_di = ((nf - nd) ** 2 * m).sum() / denom
+    l_di = (((nf - nd) ** 2 if form == "polar" else (nf - nd).abs()) * m).sum() / denom
     act = valid & (nd >= angle_min) & (nf > 1e-4)
     cross = dx * fy - dy * fx
     dot = dx * fx + dy * fy
@@ -417,7 +438,8 @@ def nda_loss(moving: torch.Tensor, fixed: torch.Tensor, flow: torch.Tensor, radi
              mu: float = 1e-4, match: str = "ncc", window: int = 7, min_score: float = 0.5,
              subpixel: bool = True, edge_norm: str = "none", reject_boundary: bool = True,
              stride: int = 1, angle_min: float = 0.5, mask: torch.Tensor | None = None,
-             targets: NDATargets | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             targets: NDATargets | None = None, form: str = "polar",
+             eps: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """L_nda = L_di + L_an (Eq. 5, 6); returns ``(l_di, l_an)``.
 
     ``flow`` (B, 2, H, W) is the field that aligns ``moving`` to ``fixed``
@@ -426,7 +448,7 @@ def nda_loss(moving: torch.Tensor, fixed: torch.Tensor, flow: torch.Tensor, radi
     The search (:func:`nda_search`, arguments as there) depends only on the
     two images, so it runs under ``no_grad``; pass precomputed ``targets`` to
     skip it. The loss is differentiable in ``flow`` only
-    (:func:`nda_from_targets`).
+    (:func:`nda_from_targets`, whose ``form``/``eps`` choose the penalty).
     """
     _check_flow(flow)
     if flow.shape[-2:] != fixed.shape[-2:]:
@@ -435,7 +457,7 @@ def nda_loss(moving: torch.Tensor, fixed: torch.Tensor, flow: torch.Tensor, radi
         targets = nda_search(moving, fixed, radius=radius, mu=mu, match=match, window=window,
                              min_score=min_score, subpixel=subpixel, edge_norm=edge_norm,
                              reject_boundary=reject_boundary, stride=stride)
-    return nda_from_targets(flow, targets, angle_min=angle_min, mask=mask)
+    return nda_from_targets(flow, targets, angle_min=angle_min, mask=mask, form=form, eps=eps)
 
 
 # ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ ablations::
     total = nda    * (L_di + L_an)           alignment = "nda"
           + edge   * L_sobel_edge            alignment = "sobel" (Exp. I)
           + epr    * L_epr                   use_epr
-          + ss     * (L_ss(fields) + L_ss(aligned) + L_ss(reconstructed))   use_pdg
+          + ss     * (ss_field * L_ss(fields) + L_ss(aligned) + L_ss(reconstructed))   use_pdg
           + smooth * L_smooth                use_smooth
           + rec    * L_recp                  use_rec
           + dec    * L_dec                   use_dec
@@ -21,6 +21,11 @@ ablations::
 Phase 2 (fusion; decoder only)::
 
     total = fusion_int * L_int + fusion_grad * L_grad + fusion_dec * L_dec
+
+L_nda's penalty is ``nda_form`` (default ``vector``, a Charbonnier penalty on the
+vector difference; ``polar`` is Eq. 6 as printed); ``ss_teacher`` can detach one
+side of every L_ss pair. See docs/_method_model_train.md, "Making the full
+objective register".
 
 L_dec in phase 2 depends only on the frozen encoder, so it is a constant
 there (logged, no gradient), as in the paper's Eq. 13.
@@ -43,6 +48,8 @@ from . import losses
 __all__ = ["LossConfig", "Objective", "VARIANTS", "variant_config"]
 
 ALIGNMENTS = ("nda", "sobel", "none")
+NDA_FORMS = ("polar", "polar_l1", "vector")
+SS_TEACHERS = ("none", "plain", "pdg")
 
 # Switch settings of each ablation (Table 4 of the paper). "full" is B-SR.
 VARIANTS: dict[str, dict] = {
@@ -87,11 +94,18 @@ class LossConfig:
                               # loader (the search depends only on the input pair), carried with each
                               # crop; the PDG branch gets them through the PDG ops. "search": every step.
     nda_lr_check: float | None = 1.0  # px; left-right consistency check of precomputed targets (None: off)
+    nda_form: str = "vector"  # L_nda penalty: "vector" (Charbonnier of f - d: registers faster and is robust to
+                              # the noisy cross-modal targets) | "polar" (Eq. 6 as printed: (|f|-|d|)^2 + angle)
+                              # | "polar_l1" (| |f|-|d| | + angle); see bsr.losses.nda_from_targets
+    nda_eps: float = 0.1      # px; Charbonnier epsilon of nda_form "vector"
     epr_form: str = "global"  # L_epr: "global" (per-image distances) | "pixel"
     rec_l2: str = "mse"       # L_recp's L2 part: "mse" | "rmse"
     fusion_grad_norm: str = "l1"  # |grad| in L_fusion: "l1" (|gx|+|gy|) | "l2"
     dec_eps: float = 1.01     # epsilon of L_dec (CDDFuse)
     seam_margin: int = 0      # px around PDG seams left out of L_ss (0 = paper)
+    ss_field: float = 1.0     # extra factor on L_ss's field term (fields are in px, images in [0, 1]; 1 = paper)
+    ss_teacher: str = "none"  # L_ss gradient: "none" (both branches, paper) | "plain" (plain branch detached:
+                              # the PDG branch follows it) | "pdg" (restored PDG branch detached)
     ss_rampup: float = 0.0    # fraction of phase 1 over which the L_ss weight ramps linearly from 0 to `ss`
                               # (0 = paper: full weight from the start); see docs/method.md
     # -- switches (ablations)
@@ -109,6 +123,10 @@ class LossConfig:
             raise ValueError(f"loss.alignment must be one of {ALIGNMENTS}; got {self.alignment!r}")
         if self.nda_targets not in ("precomputed", "search"):
             raise ValueError(f"loss.nda_targets must be 'precomputed' or 'search'; got {self.nda_targets!r}")
+        if self.nda_form not in NDA_FORMS:
+            raise ValueError(f"loss.nda_form must be one of {NDA_FORMS}; got {self.nda_form!r}")
+        if self.ss_teacher not in SS_TEACHERS:
+            raise ValueError(f"loss.ss_teacher must be one of {SS_TEACHERS}; got {self.ss_teacher!r}")
         if self.nda_pdg_targets not in ("search", "transfer"):
             raise ValueError(f"loss.nda_pdg_targets must be 'search' or 'transfer'; got {self.nda_pdg_targets!r}")
 
@@ -225,7 +243,8 @@ class Objective:
                         tg = losses.nda_search(mov, fix, **search)
                         if not s:
                             plain_targets.append(tg)
-                    a, b = losses.nda_loss(mov, fix, flow, angle_min=c.nda_angle_min, mask=mask, targets=tg)
+                    a, b = losses.nda_loss(mov, fix, flow, angle_min=c.nda_angle_min, mask=mask, targets=tg,
+                                           form=c.nda_form, eps=c.nda_eps)
                     di.append(a)
                     an.append(b)
             t["nda_di"], t["nda_an"] = _mean(di), _mean(an)
@@ -263,16 +282,21 @@ class Objective:
 
         if "_new" in branches:
             mask = self._seam_mask(d, d["ir"])
+
+            def ss(a, b):   # L_ss of one (plain, restored) pair, with the teacher side detached
+                if c.ss_teacher == "plain":
+                    a = a.detach()
+                elif c.ss_teacher == "pdg":
+                    b = b.detach()
+                return losses.ss_loss(a, b, c.w1, c.w2, mask=mask)
+
             fields = ["phi_p"] + (["phi_n"] if c.bidirectional and "phi_n" in d else [])
-            t["ss_field"] = _mean([losses.ss_loss(d[k], d[k + "_restored"], c.w1, c.w2, mask=mask)
-                                   for k in fields])
+            t["ss_field"] = _mean([ss(d[k], d[k + "_restored"]) for k in fields])
             regs = ["ir_reg"] + (["vis_reg"] if c.bidirectional and "vis_reg" in d else [])
-            t["ss_aligned"] = _mean([losses.ss_loss(d[k], d[k + "_restored"], c.w1, c.w2, mask=mask)
-                                     for k in regs])
-            t["ss_rec"] = _mean([losses.ss_loss(d[f"{n}_rec"], d[f"{n}_rec_restored"], c.w1, c.w2, mask=mask)
-                                 for n in names])
+            t["ss_aligned"] = _mean([ss(d[k], d[k + "_restored"]) for k in regs])
+            t["ss_rec"] = _mean([ss(d[f"{n}_rec"], d[f"{n}_rec_restored"]) for n in names])
             ramp = min(1.0, progress / c.ss_rampup) if c.ss_rampup > 0 else 1.0
-            weighted.append(c.ss * ramp * (t["ss_field"] + t["ss_aligned"] + t["ss_rec"]))
+            weighted.append(c.ss * ramp * (c.ss_field * t["ss_field"] + t["ss_aligned"] + t["ss_rec"]))
 
         if not weighted:
             raise ValueError("every phase-1 loss term is switched off")

@@ -326,3 +326,60 @@ def test_nda_argument_errors(smooth_image):
             nda_search(smooth_image, smooth_image, **kw)
     with pytest.raises(ValueError):
         nda_loss(smooth_image, smooth_image, torch.zeros(1, 3, 96, 128))
+
+
+# ----------------------------------------------------------------------------- L_nda penalty forms
+
+def _targets(delta, valid=None):
+    from bsr.losses import NDATargets
+
+    valid = torch.ones(delta.shape[0], 1, *delta.shape[-2:], dtype=torch.bool) if valid is None else valid
+    return NDATargets(delta, valid, valid.float())
+
+
+def test_nda_forms_values_and_direction_at_zero():
+    """"vector" (Charbonnier of f - d): 0 at the target, ~|f - d| - eps far from it, and a
+    gradient pointing at the target from f = 0 (the polar form has no direction there);
+    "polar_l1": | |f| - |d| | instead of the squared distance difference."""
+    d = torch.zeros(1, 2, 4, 4)
+    d[:, 0] = 3.0
+    t = _targets(d)
+    di, an = nda_from_targets(d.clone(), t, form="vector")
+    assert di.item() == pytest.approx(0.0, abs=1e-6) and an.item() == 0.0
+    far = d.clone()
+    far[:, 1] = 4.0                                   # |f - d| = 4
+    assert nda_from_targets(far, t, form="vector", eps=0.1)[0].item() == pytest.approx(math.sqrt(16.01) - 0.1, rel=1e-5)
+    flow = torch.zeros(1, 2, 4, 4, requires_grad=True)
+    nda_from_targets(flow, t, form="vector")[0].backward()
+    g = flow.grad
+    assert (g[:, 0] < 0).all() and g[:, 1].abs().max() == 0          # descent moves f towards +x
+    assert g.abs().max().item() * 16 <= 1.0 + 1e-6                     # bounded: |grad| <= 1 / M
+    long = d * 2.0                                      # |f| = 6, |d| = 3, same direction
+    assert nda_from_targets(long, t, form="polar_l1")[0].item() == pytest.approx(3.0, rel=1e-5)
+    assert nda_from_targets(long, t, form="polar")[0].item() == pytest.approx(9.0, rel=1e-5)
+    with pytest.raises(ValueError, match="form"):
+        nda_from_targets(flow, t, form="l3")
+
+
+def test_nda_vector_form_is_robust_to_outlier_targets():
+    """With 30 % wrong targets the vector form's minimiser stays at the true
+    displacement (a geometric median), the polar L2 form's is pulled off."""
+    g = torch.Generator().manual_seed(0)
+    d = torch.zeros(1, 2, 10, 10)
+    d[:, 0] = 5.0
+    bad = torch.rand(1, 1, 10, 10, generator=g) < 0.3
+    d = torch.where(bad, torch.randn(1, 2, 10, 10, generator=g) * 4.0, d)
+    t = _targets(d)
+    for form, tol in (("vector", 0.3), ("polar", None)):
+        c = torch.tensor([0.5, 0.5], requires_grad=True)
+        opt = torch.optim.Adam([c], lr=0.05)
+        for _ in range(400):
+            opt.zero_grad()
+            di, an = nda_from_targets(c.view(1, 2, 1, 1).expand(1, 2, 10, 10), t, form=form)
+            (di + an).backward()
+            opt.step()
+        err = (c.detach() - torch.tensor([5.0, 0.0])).norm().item()
+        if tol is not None:
+            assert err < tol, (form, c)
+        else:
+            assert err > 0.3, (form, c)
