@@ -391,7 +391,7 @@ def nda_from_targets(flow: torch.Tensor, targets: NDATargets, angle_min: float =
     ``mask`` (broadcastable to (B, 1, H, W)) removes pixels (e.g. a seam margin).
     M = 0 gives zero losses (still attached to ``flow``).
 
-    ``form`` selects the penalty (``docs/_method_model_train.md``, "Making
+    ``form`` selects the penalty (``docs/method_model_train.md``, "Making
     the full objective register"):
 
     * ``"polar"`` (default, the literal Eq. 6): as above.

@@ -40,7 +40,7 @@ SIZES: dict[str, dict] = {
                  "convs_per_block": 1, "flow_scale": 4.0, "init_std": 1e-5},
         # no Restormer blocks in the shared encoder / decoder (the global and local branches stay):
         # 3x cheaper per pass on a CPU (0.05 vs 0.14 s fwd+bwd, batch 8 x 64^2), the AE is the costly
-        # part of a quick step (4 passes); docs/_method_model_train.md, "Making the full objective register"
+        # part of a quick step (4 passes); docs/method_model_train.md, "Making the full objective register"
         "ae": {"dim": 8, "heads": 2, "enc_blocks": 0, "global_blocks": 1, "local_blocks": 1,
                "dec_blocks": 0, "ffn_expansion": 2.0},
         "fusion_rule": "sum",

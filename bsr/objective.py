@@ -24,7 +24,7 @@ Phase 2 (fusion; decoder only)::
 
 L_nda's penalty is ``nda_form`` (default ``vector``, a Charbonnier penalty on the
 vector difference; ``polar`` is Eq. 6 as printed); ``ss_teacher`` can detach one
-side of every L_ss pair. See docs/_method_model_train.md, "Making the full
+side of every L_ss pair. See docs/method_model_train.md, "Making the full
 objective register".
 
 L_dec in phase 2 depends only on the frozen encoder, so it is a constant

@@ -355,7 +355,7 @@ def test_full_objective_registers_with_quick_loss_settings(tmp_path):
     """The full objective (PDG branch and L_ss on) with the quick profile's loss
     settings (vector L_nda, L_ss field term x 0.01, plain branch as L_ss teacher)
     registers a 3 px shift much better than the identity in a short run; see
-    docs/_method_model_train.md, "Making the full objective register"."""
+    docs/method_model_train.md, "Making the full objective register"."""
     quick = T.TrainConfig.from_yaml(REPO_ROOT / "config" / "train" / "quick.yaml").loss
     loss = {**quick, "nda_targets": "precomputed", "nda_radius": 6, "nda_window": 11}
     assert loss["ss_field"] < 1 and loss["ss_teacher"] == "plain"
