@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .io import IMAGE_SUFFIXES, read_image, rgb_to_ycbcr, save_npz, write_image, ycbcr_to_rgb
+from .train import resolve_device
 
 __all__ = ["fuse_pair", "flow_to_rgb", "main"]
 
@@ -141,14 +142,6 @@ def _write_outputs(res: dict, fused_path: Path, reg_path, flow_path, vis_path) -
         write_image(vis_path, flow_to_rgb(res["flow"]))
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return dev
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bsr fuse", description="Register and fuse IR/visible pairs.")
@@ -174,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from .model import load_checkpoint
 
-    model = load_checkpoint(args.checkpoint, map_location=_resolve_device(args.device))
+    model = load_checkpoint(args.checkpoint, map_location=resolve_device(args.device))
 
     if ir.is_file():
         if out.suffix.lower() not in IMAGE_SUFFIXES:

@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .fusion import _check_pair
+
 __all__ = [
     "gradient_magnitude", "phase_correlation", "ecc_affine", "tvl1",
     "affine_to_field", "translation_to_field", "ecc_affine_numpy",
@@ -50,15 +52,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _check_pair(ir: torch.Tensor, vis: torch.Tensor) -> None:
-    for name, t in (("ir", ir), ("vis", vis)):
-        if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.shape[1] != 1:
-            raise ValueError(f"{name} must be a (B, 1, H, W) tensor; got "
-                             f"{tuple(getattr(t, 'shape', ())) or type(t).__name__}")
-    if ir.shape != vis.shape:
-        raise ValueError(f"ir {tuple(ir.shape)} and vis {tuple(vis.shape)} differ in shape")
-
 
 def _per_pair(fn, ir: torch.Tensor, vis: torch.Tensor, **kw) -> torch.Tensor:
     """Run a numpy (ir, vis) -> (2, H, W) field function over a batch."""
