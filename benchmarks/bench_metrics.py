@@ -263,6 +263,7 @@ def bench_values(repeat: int, rounds: int = 5) -> bool:
 def bench_scaling(n_pairs: int) -> None:
     root = data_root()
     names = test_names(root)[:n_pairs] if root is not None else [None] * n_pairs
+    n_pairs = len(names)  # RoadScene's test split has 50 pairs
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for d in ("fused", "ir", "vis"):
