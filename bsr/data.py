@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from .io import IMAGE_SUFFIXES, ImageReadError, read_image, rgb_to_ycbcr
 
 __all__ = [
-    "Pair", "DataError", "resolve_data_root", "dataset_dir", "find_pairs", "read_split",
+    "Pair", "DataError", "resolve_data_root", "dataset_dir", "list_images", "find_pairs", "read_split",
     "load_pairs", "load_simulated", "MisalignedCrops", "make_loader", "KNOWN_DATASETS",
     "DRONEVEHICLE_BORDER", "main",
 ]
@@ -96,7 +96,9 @@ def dataset_dir(name: str, root=None) -> Path:
     return path
 
 
-def _images(folder: Path) -> dict[str, Path]:
+def list_images(folder) -> dict[str, Path]:
+    """Images of a folder by file stem (hidden files skipped); two files with one stem are an error."""
+    folder = Path(folder)
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
@@ -116,7 +118,7 @@ def find_pairs(ir_dir, vi_dir, strict: bool = True) -> list[tuple[str, Path, Pat
     for d in (ir_dir, vi_dir):
         if not d.is_dir():
             raise DataError(f"folder {d} does not exist")
-    ir, vi = _images(ir_dir), _images(vi_dir)
+    ir, vi = list_images(ir_dir), list_images(vi_dir)
     only_ir, only_vi = sorted(set(ir) - set(vi)), sorted(set(vi) - set(ir))
     if strict and (only_ir or only_vi):
         lines = []

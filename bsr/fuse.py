@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .io import IMAGE_SUFFIXES, read_image, rgb_to_ycbcr, save_npz, write_image, ycbcr_to_rgb
+from .data import list_images
 from .train import resolve_device
 
 __all__ = ["fuse_pair", "flow_to_rgb", "main"]
@@ -122,16 +123,6 @@ def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndar
 
 # ----------------------------------------------------------------------------- CLI
 
-def _list_images(folder: Path) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
-            if p.stem in out:
-                raise ValueError(f"two images share the stem {p.stem!r} in {folder}: {out[p.stem].name}, {p.name}")
-            out[p.stem] = p
-    return out
-
-
 def _write_outputs(res: dict, fused_path: Path, reg_path, flow_path, vis_path) -> None:
     write_image(fused_path, res["fused"])
     if reg_path is not None:
@@ -183,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         print(out)
         return 0
 
-    irs, viss = _list_images(ir), _list_images(vis)
+    irs, viss = list_images(ir), list_images(vis)
     only_ir, only_vis = sorted(set(irs) - set(viss)), sorted(set(viss) - set(irs))
     if only_ir:
         print(f"bsr fuse: unpaired IR files (skipped): {', '.join(irs[s].name for s in only_ir)}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The one place where run folders are named.
+"""Repository root, and the layout of a run's folder (named by the Snakefile).
 
 Everything a workflow profile produces lives under ``<results>/<profile>/``::
 
@@ -11,37 +11,6 @@ Everything a workflow profile produces lives under ``<results>/<profile>/``::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    results: Path
-    profile: str
-
-    @property
-    def root(self) -> Path:
-        return Path(self.results) / self.profile
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def notebooks(self) -> Path:
-        return self.root / "notebooks"
-
-    @property
-    def figures(self) -> Path:
-        return self.root / "figures"
-
-    @property
-    def tables(self) -> Path:
-        return self.root / "tables"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from . import compare, report
 from .data import load_simulated
 
-__all__ = ["set_info", "load_sets", "checkpoint_paths", "build_methods", "score", "paper_table",
+__all__ = ["set_info", "inputs", "load_sets", "checkpoint_paths", "build_methods", "score", "paper_table",
            "registration_summary", "qualitative_rows", "describe_methods", "demo_inputs"]
 
 BSR_LABEL = "B-SR (this package)"
@@ -28,6 +28,20 @@ def set_info(folder) -> dict:
     man = json.loads((Path(folder) / "manifest.json").read_text())
     return {k: man.get(k) for k in ("dataset", "kind", "level", "n_pairs")} | {
         "ground_truth": man.get("ground_truth", man.get("kind") != "none"), "name": Path(folder).name}
+
+
+def inputs(data_dir=None, checkpoint_dir=None) -> tuple[Path, Path, dict]:
+    """The study notebooks' inputs: ``(data_dir, checkpoint_dir, info)`` with
+    ``info`` = :func:`set_info` of every set under ``data_dir``. When either
+    folder is None, a tiny demo set-up (:func:`demo_inputs`) in a new temporary
+    folder fills it in, so a notebook runs as it is."""
+    import tempfile
+
+    if data_dir is None or checkpoint_dir is None:
+        demo = demo_inputs(tempfile.mkdtemp(prefix="bsr_demo_"))
+        data_dir, checkpoint_dir = data_dir or demo["data_dir"], checkpoint_dir or demo["checkpoint_dir"]
+    info = {p.name: set_info(p) for p in sorted(Path(data_dir).iterdir()) if (p / "manifest.json").is_file()}
+    return Path(data_dir), Path(checkpoint_dir), info
 
 
 def load_sets(data_dir, names=None, limit: int | None = None) -> dict[str, list]:

@@ -43,12 +43,9 @@ import pandas as pd
 
 from bsr import plots, report, study
 
-if data_dir is None or checkpoint_dir is None:
-    demo = study.demo_inputs(tempfile.mkdtemp(prefix="bsr_demo_"))
-    data_dir, checkpoint_dir = data_dir or demo["data_dir"], checkpoint_dir or demo["checkpoint_dir"]
+data_dir, checkpoint_dir, info = study.inputs(data_dir, checkpoint_dir)
 out_dir = Path(out_dir or tempfile.mkdtemp(prefix="bsr_compare_"))
 tables, figures = out_dir / "tables", out_dir / "figures"
-info = {p.name: study.set_info(p) for p in sorted(Path(data_dir).iterdir()) if (p / "manifest.json").is_file()}
 sets = sets or [n for n, i in info.items() if i["level"] in (5, 0)]
 print("sets:", sets)
 

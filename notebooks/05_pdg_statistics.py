@@ -40,11 +40,8 @@ import pandas as pd
 from bsr import features, plots, report, study
 from bsr.model import load_checkpoint
 
-if data_dir is None or checkpoint_dir is None:
-    demo = study.demo_inputs(tempfile.mkdtemp(prefix="bsr_demo_"))
-    data_dir, checkpoint_dir = data_dir or demo["data_dir"], checkpoint_dir or demo["checkpoint_dir"]
+data_dir, checkpoint_dir, info = study.inputs(data_dir, checkpoint_dir)
 out_dir = Path(out_dir or tempfile.mkdtemp(prefix="bsr_pdg_"))
-info = {p.name: study.set_info(p) for p in sorted(Path(data_dir).iterdir()) if (p / "manifest.json").is_file()}
 set_name = set_name or next(n for n, i in info.items() if i["kind"] == "dilate_crop" and i["level"] == 5)
 pairs = study.load_sets(data_dir, [set_name], limit=limit)[set_name]
 

@@ -37,11 +37,8 @@ import pandas as pd
 
 from bsr import plots, report, study
 
-if data_dir is None or checkpoint_dir is None:
-    demo = study.demo_inputs(tempfile.mkdtemp(prefix="bsr_demo_"))
-    data_dir, checkpoint_dir = data_dir or demo["data_dir"], checkpoint_dir or demo["checkpoint_dir"]
+data_dir, checkpoint_dir, info = study.inputs(data_dir, checkpoint_dir)
 out_dir = Path(out_dir or tempfile.mkdtemp(prefix="bsr_ablation_"))
-info = {p.name: study.set_info(p) for p in sorted(Path(data_dir).iterdir()) if (p / "manifest.json").is_file()}
 set_name = set_name or next(n for n, i in info.items() if i["kind"] == "shift" and i["level"] == 5)
 sets = study.load_sets(data_dir, [set_name], limit=limit)
 methods = study.build_methods(checkpoints={label: study.checkpoint_paths(checkpoint_dir, run, seeds)
