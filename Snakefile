@@ -4,17 +4,20 @@
 #   snakemake --cores 2                          # profile `quick` (default)
 #   snakemake --cores 8 --config profile=paper   # another profile from config/
 #   snakemake --cores 2 --config profile_file=my_profile.yaml
+#   snakemake --cores 2 --config profile=cpu override='{seeds: [0], train: {phase1: {steps: 500}}}'
 #
+# `override` (YAML) is deep-merged into the profile; REPORT.md records it.
 # The profile is validated against bsr/data_files/profile_schema.yaml first.
 import json
 import shlex
 import sys
 from pathlib import Path
 
-from bsr.config import load_profile
+from bsr.config import deep_merge, load_profile, parse_override
 
 PROFILE_FILE = config.get("profile_file") or f"config/{config.get('profile', 'quick')}.yaml"
-P = load_profile(PROFILE_FILE)
+OVERRIDE = parse_override(config.get("override"))
+P = load_profile(PROFILE_FILE, override=OVERRIDE)
 PROFILE = P["profile"]
 R = Path(P.get("results", "results")) / PROFILE
 PY = sys.executable

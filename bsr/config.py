@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["ConfigError", "schema", "validate_profile", "load_profile"]
+__all__ = ["ConfigError", "schema", "validate_profile", "load_profile", "deep_merge", "parse_override"]
 
 
 class ConfigError(ValueError):
@@ -41,8 +41,51 @@ def validate_profile(cfg: dict, source: str = "profile") -> dict:
     return cfg
 
 
-def load_profile(path_or_name) -> dict:
-    """Load and validate a profile by path, or by name from ``config/``."""
+def deep_merge(base: dict, over: dict | None) -> dict:
+    """``base`` with ``over`` merged in: mappings merge key by key, anything
+    else (lists, numbers, strings) replaces. Neither input is modified."""
+    out = dict(base)
+    for k, v in (over or {}).items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(value) -> dict:
+    """A command-line override (``snakemake --config override='{seeds: [0]}'``):
+    a mapping, or YAML text of one. Anything else is a :class:`ConfigError`."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override is not valid YAML ({e})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"override must be a mapping such as '{{seeds: [0]}}', got {value!r}")
+    return _typed(value)
+
+
+def _typed(value):
+    """Snakemake hands ``--config`` mappings over with every leaf a string
+    ('0', '1.0e-3'): read each leaf string as YAML again (0, 0.001)."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    if isinstance(value, str):
+        try:
+            return yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            return value
+    return value
+
+
+def load_profile(path_or_name, override=None) -> dict:
+    """Load and validate a profile by path, or by name from ``config/``.
+
+    ``override`` (a mapping or YAML text) is deep-merged into the profile
+    before validation, so an override that breaks the schema fails the same way.
+    """
     p = Path(path_or_name)
     if not p.suffix:
         from .paths import REPO_ROOT
@@ -54,4 +97,9 @@ def load_profile(path_or_name) -> dict:
         cfg = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({e})") from None
-    return validate_profile(cfg, source=str(p))
+    over = parse_override(override)
+    if over:
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level, got {type(cfg).__name__}")
+        cfg = deep_merge(cfg, over)
+    return validate_profile(cfg, source=str(p) + (" with the command-line override" if over else ""))

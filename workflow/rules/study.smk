@@ -107,6 +107,7 @@ rule report:
     log:
         nb=R / "notebooks" / "07_report.ipynb",
     params:
-        nb=lambda w: nb_params(profile=PROFILE, root=str(R.resolve()), profile_config=P),
+        nb=lambda w: nb_params(profile=PROFILE, root=str(R.resolve()),
+                                     profile_config=dict(P, command_line_override=OVERRIDE) if OVERRIDE else P),
     shell:
         "{PY} -m bsr.workflow {input.nb} {log.nb} --html {output.html} --params {params.nb} --cwd notebooks"

@@ -1,13 +1,6 @@
 # Stage 02: one training run per (run, seed) the study needs.
 
 
-def deep_merge(base, over):
-    out = dict(base)
-    for k, v in (over or {}).items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def run_config(run, seed):
     """The complete training config of one run: profile `train` + the run's overrides + seed."""
     if run not in P.get("runs", {}):
