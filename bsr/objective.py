@@ -270,6 +270,8 @@ class Objective:
             for s in branches:
                 for n in names:
                     target = d.get(f"{n}_reg{s}", d[f"{n}{s}"])
+                    if not c.joint:   # Exp. III: no reconstruction gradient into the registration, target included
+                        target = target.detach()
                     rec.append(losses.recon_loss(target, d[f"{n}_rec{s}"], l2=c.rec_l2))
             t["rec"] = _mean(rec)
             weighted.append(c.rec * t["rec"])

@@ -29,3 +29,28 @@ def test_bad_profiles_name_the_key(tmp_path):
         load_profile(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_profile(tmp_path / "missing.yaml")
+
+
+def test_override_merges_and_is_validated():
+    """`snakemake --config override=...`: mappings merge key by key, leaf strings
+    (as Snakemake hands them over) are read as YAML, a bad value names its key."""
+    from bsr.config import parse_override
+
+    base = load_profile("cpu")
+    over = parse_override({"seeds": ["0"], "train": {"phase1": {"steps": "250"}},
+                           "runs": {"bsr_shift5": {"phase1": {"steps": "2000"}}}})
+    assert over == {"seeds": [0], "train": {"phase1": {"steps": 250}}, "runs": {"bsr_shift5": {"phase1": {"steps": 2000}}}}
+    p = load_profile("cpu", override=over)
+    assert p["seeds"] == [0]
+    assert p["train"]["phase1"] == {"steps": 250, "lr": base["train"]["phase1"]["lr"]}   # lr kept
+    assert p["train"]["crop"] == base["train"]["crop"]
+    assert p["runs"]["bsr_shift5"] == {"phase1": {"steps": 2000}}
+    assert p["runs"]["pdg_1"] == base["runs"]["pdg_1"]
+    assert load_profile("cpu", override="{seeds: [1, 2]}")["seeds"] == [1, 2]      # YAML text
+    assert load_profile("cpu", override=None) == base
+    with pytest.raises(ConfigError, match="seeds"):
+        load_profile("cpu", override={"seeds": "many"})
+    with pytest.raises(ConfigError, match="override"):
+        parse_override("[1, 2]")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_override("{seeds: [0")

@@ -63,3 +63,15 @@ def test_write_table(tmp_path):
     assert "| a_b | 1.00 ± 0.10 |" in (tmp_path / "t1.md").read_text()
     tex = (tmp_path / "t1.tex").read_text()
     assert "a\\_b" in tex and "$\\pm$" in tex and "Table 1 \\& co" in tex
+
+
+def test_write_report_lists_tables_figures_and_override(tmp_path):
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "tables" / "table1.md").write_text("| a |\n|---|\n| 1 |\n")
+    (tmp_path / "figures" / "f.png").write_bytes(b"")
+    prof = {"profile": "cpu", "description": "d", "seeds": [0]}
+    text = report.write_report(tmp_path, prof).read_text()
+    assert "### table1" in text and "figures/f.png" in text and "command-line override" not in text
+    text = report.write_report(tmp_path, dict(prof, command_line_override={"seeds": [0]})).read_text()
+    assert "run with a command-line override** of `config/cpu.yaml`" in text and "{seeds: [0]}" in text

@@ -103,6 +103,28 @@ def test_variants_switch_terms():
         LossConfig(alignment="mi")
 
 
+def test_not_joint_reconstruction_leaves_registration_alone():
+    """Exp. III and the fusion-only reference: with joint=False the reconstruction
+    loss (its target, the warped IR, included) sends no gradient to the U-Net,
+    so with the alignment losses off the registration network stays untouched."""
+    torch.manual_seed(0)
+    m = BSR()
+    ir, vis = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+    for joint in (False, True):
+        m.zero_grad(set_to_none=True)
+        lc = LossConfig(joint=joint, alignment="none", use_epr=False, use_pdg=False, use_smooth=False,
+                        use_dec=False)
+        d = m.phase1(ir, vis, None, bidirectional=True, joint=joint)
+        total, terms = Objective(lc, None).phase1(d)
+        assert set(terms) == {"rec", "total"}
+        total.backward()
+        unet_grad = sum(float(p.grad.abs().sum()) for p in m.unet.parameters() if p.grad is not None)
+        if joint:
+            assert unet_grad > 0      # the joint model does shape registration through reconstruction
+        else:
+            assert unet_grad == 0
+
+
 @pytest.mark.parametrize("teacher", ["none", "plain", "pdg"])
 def test_ss_teacher_and_field_weight(teacher):
     """ss_teacher detaches one side of every L_ss pair (the plain branch, or the
