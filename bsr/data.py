@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .io import IMAGE_SUFFIXES, ImageReadError, read_image, rgb_to_ycbcr
+from .io import IMAGE_SUFFIXES, ImageReadError, atomic_path, read_image, rgb_to_ycbcr
 
 __all__ = [
     "Pair", "DataError", "resolve_data_root", "dataset_dir", "list_images", "find_pairs", "read_split",
@@ -347,7 +347,7 @@ class MisalignedCrops(torch.utils.data.Dataset):
             self.items.append((mis[0], torch.from_numpy(p.vis)[None], ir[0], flow[0]))
         self.nda = None
         if nda is not None:
-            self.nda = [_nda_targets(mis, vis[None], nda)
+            self.nda = [cached_nda_targets(mis, vis[None], nda)
                         for mis, vis, _, _ in tqdm(self.items, desc="L_nda targets", disable=not progress,
                                                    leave=False)]
 
@@ -376,6 +376,56 @@ class MisalignedCrops(torch.utils.data.Dataset):
                 item[f"{key}_delta"] = d
                 item[f"{key}_valid"] = valid[sl] & inside[None]
         return item
+
+
+NDA_CACHE_VERSION = 1   # bump when the search or the LR check changes what it returns
+
+
+def nda_cache_dir() -> Path | None:
+    """Where L_nda targets are cached: ``$BSR_CACHE/nda`` (``BSR_CACHE=off``
+    disables the cache), else ``$XDG_CACHE_HOME/bsr/nda`` or ``~/.cache/bsr/nda``."""
+    env = os.environ.get("BSR_CACHE")
+    if env is not None and env.strip().lower() in ("off", "0", "none", "false", ""):
+        return None
+    if env:
+        return Path(env).expanduser() / "nda"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "bsr" / "nda"
+
+
+def cached_nda_targets(ir: torch.Tensor, vis: torch.Tensor, options: dict) -> dict:
+    """:func:`_nda_targets`, cached on disk by the content of the two images and
+    the options (SHA-256), so the many runs of a study that train on the same
+    pairs search once (about 5 s per RoadScene pair on one core). A cache file
+    that cannot be read is recomputed and replaced; writes are atomic."""
+    cache = nda_cache_dir()
+    if cache is None:
+        return _nda_targets(ir, vis, options)
+    a = ir.detach().to(torch.float32).contiguous().cpu().numpy()
+    b = vis.detach().to(torch.float32).contiguous().cpu().numpy()
+    h = hashlib.sha256()
+    h.update(json.dumps({"v": NDA_CACHE_VERSION, "opts": options, "shape": [a.shape, b.shape]},
+                        sort_keys=True, default=str).encode())
+    h.update(a.tobytes())
+    h.update(b.tobytes())
+    path = cache / f"{h.hexdigest()}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                return {k: (torch.from_numpy(z[f"{k}_delta"]), torch.from_numpy(z[f"{k}_valid"]))
+                        for k in ("nda_p", "nda_n")}
+        except Exception:   # a damaged file: recompute below
+            pass
+    out = _nda_targets(ir, vis, options)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        arrays = {f"{k}_{n}": t.numpy() for k, (d, v) in out.items() for n, t in (("delta", d), ("valid", v))}
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **arrays)
+    except OSError:       # a read-only or full cache only costs time
+        pass
+    return out
 
 
 def _nda_targets(ir: torch.Tensor, vis: torch.Tensor, options: dict) -> dict:

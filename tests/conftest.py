@@ -11,6 +11,18 @@ import torch
 
 torch.set_num_threads(1)
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """The L_nda target cache of the tests lives in a temporary folder, never in ~/.cache."""
+    old = os.environ.get("BSR_CACHE")
+    os.environ["BSR_CACHE"] = str(tmp_path_factory.mktemp("bsr_cache"))
+    yield
+    if old is None:
+        os.environ.pop("BSR_CACHE", None)
+    else:
+        os.environ["BSR_CACHE"] = old
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = REPO.parent / "shared" / "datasets"
 

@@ -217,3 +217,34 @@ def test_precomputed_nda_targets_point_at_the_truth():
     # the reverse direction points the other way
     vn = item["nda_n_valid"][0]
     assert item["nda_n_delta"][0][vn].median() < -2
+
+
+def test_nda_target_cache(tmp_path, monkeypatch):
+    """The on-disk cache returns exactly what the search returns, keys on the
+    content and the options, recovers from a damaged file, and can be switched off."""
+    from bsr.data import _nda_targets, cached_nda_targets, nda_cache_dir
+
+    g = torch.Generator().manual_seed(0)
+    ir, vis = torch.rand(1, 1, 40, 48, generator=g), torch.rand(1, 1, 40, 48, generator=g)
+    opts = {"radius": 3, "window": 7}
+    monkeypatch.setenv("BSR_CACHE", str(tmp_path))
+    ref = _nda_targets(ir, vis, opts)
+    first = cached_nda_targets(ir, vis, opts)
+    files = sorted((tmp_path / "nda").glob("*.npz"))
+    assert len(files) == 1
+    second = cached_nda_targets(ir, vis, opts)
+    for out in (first, second):
+        for k in ("nda_p", "nda_n"):
+            assert torch.equal(out[k][0], ref[k][0]) and torch.equal(out[k][1], ref[k][1])
+    cached_nda_targets(ir, vis, dict(opts, radius=4))           # other options: another entry
+    cached_nda_targets(ir.flip(-1), vis, opts)                 # other content: another entry
+    assert len(list((tmp_path / "nda").glob("*.npz"))) == 3
+    files[0].write_bytes(b"not an npz")                        # damaged: recomputed and replaced
+    again = cached_nda_targets(ir, vis, opts)
+    assert torch.equal(again["nda_p"][0], ref["nda_p"][0])
+    assert np.load(files[0])["nda_p_delta"].shape == (2, 40, 48)
+    monkeypatch.setenv("BSR_CACHE", "off")
+    assert nda_cache_dir() is None
+    monkeypatch.delenv("BSR_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert nda_cache_dir() == tmp_path / "xdg" / "bsr" / "nda"
