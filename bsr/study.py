@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -18,6 +19,7 @@ from . import compare, report
 from .data import load_simulated
 
 __all__ = ["set_info", "inputs", "load_sets", "checkpoint_paths", "build_methods", "score", "paper_table",
+           "content_check",
            "registration_summary", "qualitative_rows", "describe_methods", "demo_inputs"]
 
 BSR_LABEL = "B-SR (this package)"
@@ -145,6 +147,31 @@ def registration_summary(scores: pd.DataFrame) -> pd.DataFrame:
     order = ["EPE_mean", "EPE_median", "EPE>1px", "EPE>3px", "SSIM", "NCC", "RMSE", "edge_chamfer_px",
              "Qabf_aligned", "VIFF_aligned"]
     return wide[[c for c in order if c in wide.columns]].reset_index()
+
+
+def content_check(sets: dict[str, list], methods: dict[str, list], margin: int = 10) -> pd.DataFrame:
+    """Registration from content, or a learned offset? (``bsr.diagnostics``)
+
+    Each method (all its seeds) re-scored with every test pair flipped or
+    rotated as a whole (``identity``, ``rot180``, ``flip_x``, ``flip_y``) and its
+    field mapped back. Sets without a ground-truth field, or whose field is
+    zero, are skipped. Returns rows (set, method, op, EPE_mean, ratio to the
+    pair as given), EPE averaged over pairs and seeds.
+    """
+    from .diagnostics import transformed_epe
+
+    rows = []
+    for set_name, pairs in sets.items():
+        pairs = [p for p in pairs if p.flow_gt is not None and np.abs(p.flow_gt).max() > 0]
+        if not pairs:
+            continue
+        for label, instances in methods.items():
+            t = pd.concat([transformed_epe(m, pairs, margin=margin) for m in instances], ignore_index=True)
+            mean = t.groupby("op", sort=False)["EPE_mean"].mean()
+            for op, v in mean.items():
+                rows.append({"set": set_name, "method": label, "op": op, "EPE_mean": float(v),
+                             "ratio_to_as_given": float(v / mean["identity"]) if mean["identity"] > 0 else np.nan})
+    return pd.DataFrame(rows, columns=["set", "method", "op", "EPE_mean", "ratio_to_as_given"])
 
 
 def qualitative_rows(sets: dict[str, list], image_dir, methods: list[str], n: int = 2) -> list[dict]:

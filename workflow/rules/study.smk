@@ -18,7 +18,8 @@ rule compare:
         ck=checkpoints(list(S.get("compare", {}).values()) + ([S["fusion_only"]] if S.get("fusion_only") else [])),
     output:
         tables=[report(R / "tables" / f"{t}.md", category="03 comparison")
-                for t in ("table1", "table2", "table3", "table5", "registration_accuracy")],
+                for t in ("table1", "table2", "table3", "table5", "registration_accuracy",
+                          "content_check")],
         figure=report(R / "figures" / "qualitative_compare.png", category="03 comparison"),
         html=R / "notebooks" / "03_compare.html",
     log:

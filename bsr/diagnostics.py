@@ -1,0 +1,80 @@
+"""Does a registration method register from content, or has it learned an offset?
+
+A network trained on one fixed misalignment (the paper's 5 px shift, always
+to the right) can lower its endpoint error without looking at the images:
+outputting the training offset everywhere is enough. The check here flips or
+rotates the whole test pair by a D4 op ``T`` before the method sees it, then
+maps the predicted field back with the inverse op (``bsr.pdg``, ``kind="flow"``,
+vectors rotated with the image) and scores it against the original ground
+truth. A method that registers from content scores the same under every op;
+one that outputs a constant ``c`` scores ``|c - R c|``-worse under the ops
+whose matrix ``R`` moves ``c`` (for a horizontal shift: ``flip_x`` and
+``rot180``; ``flip_y`` leaves it unchanged and is a control).
+
+    from bsr.diagnostics import transformed_epe
+    table = transformed_epe(method, pairs)      # one row per (pair, op)
+    table.groupby("op")["EPE_mean"].mean()
+
+Classical registration (phase correlation, ECC, TV-L1) passes this check to
+within its own noise (tested); the result of a trained checkpoint is in the
+study's registration tables (notebook 03) and the issue notes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .metrics import registration_metrics
+from .pdg import OP_NAMES, SHAPE_PRESERVING, PDGOps, ProxyDataGenerator
+
+__all__ = ["transformed_epe", "summarize_transformed"]
+
+
+def _ops(code: int) -> PDGOps:
+    return PDGOps(torch.tensor([[int(code)]], dtype=torch.long), 1)
+
+
+def transformed_epe(method, pairs, codes=SHAPE_PRESERVING, margin: int = 10) -> pd.DataFrame:
+    """EPE of ``method`` on each pair as given and under whole-image D4 ops.
+
+    Args:
+        method: ``fn(ir, vis) -> {"flow": (2, H, W), ...}`` (``bsr.compare``'s
+            convention; ``ir_registered(p) = ir(p + flow(p))``).
+        pairs: pairs with a ground-truth field (``bsr.data.load_simulated``).
+        codes: D4 op codes (``bsr.pdg.OP_NAMES``); 0 is the pair as given. The
+            90-degree ops (1, 3, 5, 7) need square images and are skipped otherwise.
+        margin: pixels excluded on each side, as in the registration tables.
+
+    Returns one row per (pair, op) with ``pair``, ``op``, ``code`` and the
+    endpoint-error keys of :func:`bsr.metrics.registration_metrics`.
+    """
+    pdg = ProxyDataGenerator(1)
+    rows = []
+    for p in pairs:
+        if p.flow_gt is None:
+            raise ValueError(f"pair {p.name!r} has no ground-truth field; use a simulated set (bsr simulate)")
+        h, w = p.ir.shape
+        ir = torch.from_numpy(np.ascontiguousarray(p.ir, dtype=np.float32))[None, None]
+        vis = torch.from_numpy(np.ascontiguousarray(p.vis, dtype=np.float32))[None, None]
+        for code in codes:
+            if code not in SHAPE_PRESERVING and h != w:
+                continue
+            ops = _ops(code)
+            ir_t, vis_t = pdg.apply(ir, ops), pdg.apply(vis, ops)
+            out = method(ir_t[0, 0].numpy(), vis_t[0, 0].numpy())
+            if out.get("flow") is None:
+                raise ValueError("the method returns no field; only registration methods can be checked")
+            flow_t = torch.as_tensor(np.asarray(out["flow"], dtype=np.float32))[None]
+            flow = pdg.inverse(flow_t, ops, kind="flow")[0].numpy()
+            scores = registration_metrics(flow, p.flow_gt, margin=margin)
+            rows.append({"pair": p.name, "op": OP_NAMES[code], "code": int(code), **scores})
+    return pd.DataFrame(rows)
+
+
+def summarize_transformed(table: pd.DataFrame, key: str = "EPE_mean") -> pd.DataFrame:
+    """Mean ``key`` per op, with the ratio to the untransformed pair (``identity``)."""
+    s = table.groupby("op", sort=False)[key].mean()
+    base = s.get("identity", np.nan)
+    return pd.DataFrame({key: s, "ratio_to_as_given": s / base})

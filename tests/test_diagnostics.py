@@ -1,0 +1,77 @@
+"""bsr.diagnostics: telling registration from content apart from a learned offset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import torch
+
+from bsr.compare import baseline_registration_methods
+from bsr.data import Pair, load_pairs
+from bsr.diagnostics import summarize_transformed, transformed_epe
+from bsr.simulate import shift
+
+
+def _shift_pairs(n=2, dx=5.0):
+    pairs = []
+    for p in load_pairs("synthetic", synthetic={"n": n, "size": [96, 128], "seed": 3}):
+        mis, flow = shift(torch.from_numpy(p.ir)[None, None], dx)
+        pairs.append(Pair(p.name, mis[0, 0].numpy(), p.vis, ir_aligned=p.ir, flow_gt=flow[0].numpy()))
+    return pairs
+
+
+def constant(dx, dy=0.0):
+    def run(ir, vis):
+        f = np.zeros((2, *ir.shape), np.float32)
+        f[0], f[1] = dx, dy
+        return {"flow": f}
+    return run
+
+
+def test_a_constant_offset_fails_under_the_ops_that_move_it():
+    t = transformed_epe(constant(5.0), _shift_pairs())
+    s = summarize_transformed(t)["EPE_mean"]
+    assert s["identity"] == pytest.approx(0, abs=1e-4)      # looks perfect as given
+    assert s["flip_y"] == pytest.approx(0, abs=1e-4)        # control: flip_y keeps a horizontal shift
+    assert s["flip_x"] == pytest.approx(10, abs=1e-4)       # truth becomes -5, the offset stays +5
+    assert s["rot180"] == pytest.approx(10, abs=1e-4)
+    assert set(t["pair"]) == {p.name for p in _shift_pairs()} and len(t) == 2 * 4
+
+
+def test_content_based_registration_is_unchanged_by_the_ops():
+    """Phase correlation looks at the images: the same error under every op."""
+    method = baseline_registration_methods([("phase", "average")])["phase + average"]
+    t = transformed_epe(method, _shift_pairs())
+    s = summarize_transformed(t)
+    assert s.loc["identity", "EPE_mean"] < 1.5
+    assert (s["EPE_mean"] < 1.5).all() and (s["ratio_to_as_given"] < 1.6).all()
+
+
+def test_ninety_degree_ops_need_square_images_and_bad_input():
+    sq = []
+    for p in load_pairs("synthetic", synthetic={"n": 1, "size": [96, 96], "seed": 1}):
+        mis, flow = shift(torch.from_numpy(p.ir)[None, None], 0.0, 5.0)
+        sq.append(Pair(p.name, mis[0, 0].numpy(), p.vis, ir_aligned=p.ir, flow_gt=flow[0].numpy()))
+    t = transformed_epe(constant(0.0, 5.0), sq, codes=range(8))
+    s = summarize_transformed(t)["EPE_mean"]
+    # a vertical +5 offset: right under identity and flip_x, 5*sqrt(2) off under the quarter turns
+    assert s["identity"] == pytest.approx(0, abs=1e-4) and s["flip_x"] == pytest.approx(0, abs=1e-4)
+    assert s["rot90"] == pytest.approx(5 * np.sqrt(2), abs=1e-3) and s["flip_y"] == pytest.approx(10, abs=1e-4)
+    assert len(transformed_epe(constant(5.0), _shift_pairs(1), codes=range(8))) == 4   # non-square: 4 ops
+    with pytest.raises(ValueError, match="ground-truth"):
+        transformed_epe(constant(5.0), [Pair("x", np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32))])
+    with pytest.raises(ValueError, match="no field"):
+        transformed_epe(lambda ir, vis: {"fused": ir}, _shift_pairs(1))
+
+
+def test_study_content_check_averages_seeds_and_skips_sets_without_a_field():
+    from bsr import study
+
+    pairs = _shift_pairs(1)
+    still = [Pair("z", p.ir_aligned, p.vis, ir_aligned=p.ir_aligned, flow_gt=np.zeros_like(p.flow_gt)) for p in pairs]
+    t = study.content_check({"s5": pairs, "none": still}, {"offset": [constant(5.0), constant(3.0)]})
+    assert set(t["set"]) == {"s5"} and len(t) == 4
+    row = t.set_index("op").loc["flip_x"]
+    assert row["EPE_mean"] == pytest.approx((10 + 8) / 2, abs=1e-4)       # mean over the two "seeds"
+    assert row["ratio_to_as_given"] == pytest.approx(9 / 1, abs=1e-3)       # as given: (0 + 2) / 2 = 1
