@@ -32,6 +32,18 @@ def test_dry_run_every_profile(project, profile):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_override_on_the_command_line(project):
+    """`--config override=...` reaches the jobs: one seed instead of three, and
+    a bad override fails before anything runs, naming the key."""
+    full = snakemake(project, "--dry-run", "--config", "profile=cpu")
+    one = snakemake(project, "--dry-run", "--config", "profile=cpu",
+                    "override={seeds: [0], train: {phase1: {steps: 7}}}")
+    assert full.returncode == 0 and one.returncode == 0, one.stdout + one.stderr
+    assert "seed=1" in full.stdout and "seed=1" not in one.stdout
+    bad = snakemake(project, "--dry-run", "--config", "profile=cpu", "override={train: {crop: big}}")
+    assert bad.returncode != 0 and "run 'bsr_shift5'" in bad.stdout + bad.stderr and "crop" in bad.stdout + bad.stderr
+
+
 def test_bad_profile_fails_fast(project, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("profile: bad\ntest_sets: []\nthreadz: 1\n")

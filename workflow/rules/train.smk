@@ -12,6 +12,20 @@ def run_config(run, seed):
     return cfg
 
 
+def check_runs():
+    """Every run's training config, validated by bsr.train before any job starts."""
+    from bsr.train import TrainConfig
+
+    for run in P.get("runs", {}):
+        try:
+            TrainConfig.from_dict(run_config(run, SEEDS[0] if SEEDS else 0))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"profile {PROFILE!r}, run {run!r} (train + runs.{run}): {e}") from None
+
+
+check_runs()
+
+
 def checkpoint(run, seed):
     return R / "checkpoints" / run / f"seed{seed}" / "final.pt"
 
