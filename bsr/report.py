@@ -86,16 +86,22 @@ def side_by_side(measured: pd.DataFrame | None, table: int, setting: str | None 
     """
     rep = reported_wide(table, setting)
     metrics = metrics or [c for c in rep.columns if c not in ("setting", "method")]
-    rep_rows = rep[["method"] + metrics].copy()
+    # a table reported at several settings (Table 6: one block per level) keeps a setting column
+    with_setting = rep["setting"].nunique() > 1 or (measured is not None and "setting" in measured.columns)
+    key = (["setting"] if with_setting else []) + ["method"]
+    rep_rows = rep[key + metrics].copy()
     for m in metrics:
         rep_rows[m] = [format_mean_std(v) for v in rep_rows[m]]
     rep_rows.insert(0, "source", REPORTED_LABEL)
     if measured is None or len(measured) == 0:
-        meas = pd.DataFrame([{"source": MEASURED_LABEL,
+        meas = pd.DataFrame([{"source": MEASURED_LABEL, **({"setting": "-"} if with_setting else {}),
                               "method": note_if_empty or "no measured row (data not available)",
                               **{m: "n/a" for m in metrics}}])
     else:
-        meas = measured[["method"] + [m for m in metrics if m in measured.columns]].copy()
+        meas = measured[[c for c in key if c in measured.columns] +
+                        [m for m in metrics if m in measured.columns]].copy()
+        if with_setting and "setting" not in meas.columns:
+            meas.insert(0, "setting", "-")
         for m in metrics:
             if m not in meas.columns:
                 meas[m] = "n/a"

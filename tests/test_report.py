@@ -75,3 +75,18 @@ def test_write_report_lists_tables_figures_and_override(tmp_path):
     assert "### table1" in text and "figures/f.png" in text and "command-line override" not in text
     text = report.write_report(tmp_path, dict(prof, command_line_override={"seeds": [0]})).read_text()
     assert "run with a command-line override** of `config/cpu.yaml`" in text and "{seeds: [0]}" in text
+
+
+def test_table6_keeps_each_level():
+    """Table 6 is reported at five levels: every row, measured or reported, names its level."""
+    meas = pd.DataFrame({"setting": ["dilate_crop 5 px", "dilate_crop 10 px"], "method": ["B-SR (this package)"] * 2,
+                         "Qabf": ["0.40", "0.30"]})
+    t = report.side_by_side(meas, 6, metrics=["Qabf"])
+    assert list(t.columns) == ["source", "setting", "method", "Qabf"]
+    rep = t[t["source"] == report.REPORTED_LABEL]
+    assert len(rep) == 15 and rep["setting"].nunique() == 5
+    row = rep[(rep["setting"] == "dilate_crop 50 px") & (rep["method"] == "B-SR")]
+    assert len(row) == 1
+    assert t.loc[1, "setting"] == "dilate_crop 10 px" and t.loc[1, "Qabf"] == "0.30"
+    # one-setting tables stay as they were (no setting column)
+    assert "setting" not in report.side_by_side(None, 1, metrics=["Qabf"]).columns
