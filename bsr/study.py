@@ -129,8 +129,8 @@ def paper_table(scores: pd.DataFrame, set_name: str | None, table: int, setting:
             measured = report.measured_wide(s, list(metrics))
     out = report.side_by_side(measured, table, setting, list(metrics), note_if_empty=note_if_empty)
     rep = report.reported(table)
-    rep_data = ", ".join(sorted(set(rep["dataset"] + " (" + rep["setting"] + ")"))) if setting is None else \
-        f"{rep['dataset'].iloc[0]} ({setting})"
+    rep_data = "; ".join(sorted(set(rep["dataset"] + ", " + rep["setting"]))) if setting is None else \
+        f"{rep['dataset'].iloc[0]}, {setting}"
     out.insert(1, "data", [set_name or "-" if src == report.MEASURED_LABEL else rep_data for src in out["source"]])
     return out
 

@@ -46,8 +46,9 @@ set_name = set_name or next(n for n, i in info.items() if i["kind"] == "dilate_c
 pairs = study.load_sets(data_dir, [set_name], limit=limit)[set_name]
 
 # %%
+order = sorted(runs, key=lambda n: (n != "x", int(n) if n.isdigit() else -1))   # x (no PDG), 0, 1, ...
 rows, maps = [], {}
-for n, run in runs.items():
+for n, run in ((n, runs[n]) for n in order):
     for seed, ck in zip(seeds, study.checkpoint_paths(checkpoint_dir, run, seeds)):
         model = load_checkpoint(ck)
         for k, p in enumerate(pairs):
@@ -60,7 +61,8 @@ for n, run in runs.items():
 stats = pd.DataFrame(rows)
 summary = stats.groupby(["features", "N"], sort=False)["high_response_pct"].agg(["mean", "std"]).reset_index()
 report.write_table(summary.round(3), out_dir / "tables" / "pdg_high_response",
-                   f"Percentage of high-response area (normalised response >= {threshold}), measured")
+                   f"Percentage of high-response area (normalised response >= {threshold}), measured; "
+                   f"mean and std over the {len(pairs)} test pairs x {len(seeds)} seed(s)")
 summary.round(2)
 
 # %% [markdown]
@@ -68,7 +70,6 @@ summary.round(2)
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.4))
-order = list(runs)
 for i, level in enumerate(["shallow", "deep"]):
     s = summary[summary["features"] == level].set_index("N").reindex(order)
     ax.bar([j + 0.4 * i for j in range(len(order))], s["mean"], width=0.4, yerr=s["std"].fillna(0), label=level)
