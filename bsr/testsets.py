@@ -30,7 +30,7 @@ from . import __version__, simulate
 from .data import Pair, file_sha256, load_pairs, load_simulated
 from .io import save_npz, write_image, ycbcr_to_rgb
 
-__all__ = ["set_name", "write_test_set", "simulate_dataset", "summarize_sets", "sample_rows", "main"]
+__all__ = ["set_name", "write_test_set", "simulate_dataset", "synthetic_test_options", "summarize_sets", "sample_rows", "main"]
 
 
 def set_name(dataset: str, kind: str, level) -> str:
@@ -91,6 +91,22 @@ def write_test_set(pairs: list[Pair], kind: str, level, out_dir, dataset: str, s
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def synthetic_test_options(profile_synthetic: dict | None) -> dict | None:
+    """Generator options of a profile's simulated *test* sets: the profile's
+    ``synthetic`` block (``n_test``, ``size``, ``seed``) as ``load_pairs``
+    options; None (the generator's defaults) when the profile has none, as
+    profiles of real datasets do."""
+    if not profile_synthetic:
+        return None
+    out = {}
+    if "n_test" in profile_synthetic:
+        out["n"] = int(profile_synthetic["n_test"])
+    for k in ("size", "seed"):
+        if k in profile_synthetic:
+            out[k] = profile_synthetic[k]
+    return out or None
 
 
 def simulate_dataset(dataset: str, kind: str, levels, out_dir, root=None, split: str | None = None,

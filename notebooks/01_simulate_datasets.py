@@ -44,7 +44,7 @@ from bsr.data import load_simulated
 
 out_dir = Path(out_dir or tempfile.mkdtemp(prefix="bsr_sim_"))
 figure_path = Path(figure_path or out_dir / "simulated_pairs.png")
-synth_opts = {"n": synthetic["n_test"], "size": synthetic["size"], "seed": synthetic.get("seed", 0)}
+synth_opts = testsets.synthetic_test_options(synthetic)   # None for profiles of real datasets
 print("writing test sets to", out_dir)
 
 # %%

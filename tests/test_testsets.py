@@ -89,3 +89,12 @@ def test_real_misalignment_set_has_no_ground_truth(tmp_path, pairs):
     back = load_simulated(folder, verify=True)
     assert back[0].flow_gt is None and back[0].ir_aligned is None
     assert np.isnan(testsets.summarize_sets([folder]).loc[0, "mean |flow_gt| px"])
+
+
+def test_synthetic_test_options_of_a_profile():
+    from bsr.testsets import synthetic_test_options
+
+    assert synthetic_test_options({}) is None and synthetic_test_options(None) is None   # real-data profiles
+    assert synthetic_test_options({"n_train": 4, "n_test": 2, "size": [96, 128], "seed": 3}) == \
+        {"n": 2, "size": [96, 128], "seed": 3}
+    assert synthetic_test_options({"n_train": 4}) is None
