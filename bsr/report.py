@@ -194,14 +194,15 @@ def write_report(root, profile: dict, title: str = "B-SR study report") -> Path:
              f"- git commit: `{git_commit()}`",
              f"- profile: {profile.get('description', '')}"]
     if profile.get("command_line_override"):
-        over = yaml.safe_dump(profile["command_line_override"], default_flow_style=True, sort_keys=False).strip()
+        over = yaml.safe_dump(profile["command_line_override"], default_flow_style=True, sort_keys=False,
+                              width=10 ** 6).strip()
         lines.append(f"- **run with a command-line override** of `config/{profile.get('profile')}.yaml` "
                      f"(already merged into the profile below): `{over}`")
     lines += ["",
              "Every table lists **measured** rows (this package, this run) above the paper's **reported** rows "
              "(Li et al. 2025), each labelled in its `source` column, with the data each was computed on in "
-             "`data`. Reported rows are never measured here; measured rows on synthetic data calibrate "
-             "nothing about RoadScene.", "", "## Tables", ""]
+             "`data` (or the level in `setting`). Reported rows are never measured here; measured rows on "
+             "synthetic data calibrate nothing about RoadScene.", "", "## Tables", ""]
     for t in tables:
         lines += [f"### {t.stem}", "", t.read_text().strip(), "",
                   f"(also as [CSV](tables/{t.stem}.csv) and [LaTeX](tables/{t.stem}.tex))", ""]
