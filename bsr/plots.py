@@ -135,9 +135,12 @@ def metric_lines(df, x: str, y: str, hue: str, title: str = "", ylabel: str | No
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for name, g in df.groupby(hue, sort=False):
+    for i, (name, g) in enumerate(df.groupby(hue, sort=False)):
         g = g.sort_values(x)
-        ax.plot(g[x], g[y], marker="o", label=str(name))
+        # lines that coincide (a method that does not move the image, and the
+        # identity) stay visible: each later line is drawn thinner, dashed, on top
+        ax.plot(g[x], g[y], marker="o", label=str(name), linewidth=max(3.0 - 0.6 * i, 1.0),
+                markersize=max(8 - 1.5 * i, 3), linestyle="-" if i % 2 == 0 else "--", zorder=2 + i)
     ax.set_xlabel(x)
     ax.set_ylabel(ylabel or y)
     ax.set_title(title)
