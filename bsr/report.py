@@ -155,7 +155,9 @@ def _latex(df: pd.DataFrame, caption: str) -> str:
 
 
 def git_commit(repo=None) -> str:
-    """The current commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
+    """The current commit, or ``unknown``; ``-dirty`` when tracked files outside
+    ``results/`` have changes (the workflow's own outputs, REPORT.md included,
+    are being rewritten while it runs and do not count)."""
     import subprocess
 
     from .paths import REPO_ROOT
@@ -164,7 +166,8 @@ def git_commit(repo=None) -> str:
         cwd = str(repo or REPO_ROOT)
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results"], cwd=cwd,
                                capture_output=True, text=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

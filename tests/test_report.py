@@ -90,3 +90,24 @@ def test_table6_keeps_each_level():
     assert t.loc[1, "setting"] == "dilate_crop 10 px" and t.loc[1, "Qabf"] == "0.30"
     # one-setting tables stay as they were (no setting column)
     assert "setting" not in report.side_by_side(None, 1, metrics=["Qabf"]).columns
+
+
+def test_git_commit_ignores_the_workflow_outputs(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    run = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "REPORT.md").write_text("old\n")
+    run("add", "-A")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    clean = report.git_commit(tmp_path)
+    assert len(clean) == 40
+    (tmp_path / "results" / "REPORT.md").write_text("being rewritten\n")
+    assert report.git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert report.git_commit(tmp_path) == clean + "-dirty"
