@@ -89,7 +89,8 @@ def main(argv=None):
 
     out_dir = Path(tempfile.mkdtemp(prefix="bsr_gpu_check_"))
     cfg.update(device=args.device, amp={"true": True, "false": False}.get(args.amp, args.amp),
-               amp_dtype=args.amp_dtype, out_dir=str(out_dir), progress=True, ckpt_every=10 ** 9)
+               amp_dtype=args.amp_dtype, out_dir=str(out_dir), progress=True, ckpt_every=10 ** 9,
+               log_every=1)   # the rates assume one log row per step
     cfg["phase1"] = dict(cfg.get("phase1", {}), steps=args.steps, epochs=None)
     cfg["phase2"] = dict(cfg.get("phase2", {}), steps=args.phase2_steps, epochs=None)
     if args.limit:

@@ -55,28 +55,39 @@ def parse_override(value) -> dict:
     a mapping, or YAML text of one. Anything else is a :class:`ConfigError`."""
     if value is None or value == "":
         return {}
-    if isinstance(value, str):
+    if isinstance(value, str):   # YAML text: its own types stand
         try:
             value = yaml.safe_load(value)
         except yaml.YAMLError as e:
             raise ConfigError(f"override is not valid YAML ({e})") from None
+        if not isinstance(value, dict):
+            raise ConfigError(f"override must be a mapping such as '{{seeds: [0]}}', got {value!r}")
+        return value
     if not isinstance(value, dict):
         raise ConfigError(f"override must be a mapping such as '{{seeds: [0]}}', got {value!r}")
-    return _typed(value)
+    return _typed(value)         # a mapping from Snakemake's --config: string leaves
+
+
+_SCALARS = {"true": True, "false": False, "null": None, "~": None}
 
 
 def _typed(value):
     """Snakemake hands ``--config`` mappings over with every leaf a string
-    ('0', '1.0e-3'): read each leaf string as YAML again (0, 0.001)."""
+    ('0', '1.0e-3', 'true'). A leaf that reads as a number becomes one, and
+    'true'/'false'/'null' become True/False/None; every other string (paths,
+    names, 'yes', text with ':' or '#') is kept exactly as given."""
     if isinstance(value, dict):
         return {k: _typed(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_typed(v) for v in value]
     if isinstance(value, str):
+        if value.strip().lower() in _SCALARS:
+            return _SCALARS[value.strip().lower()]
         try:
-            return yaml.safe_load(value) if value.strip() else value
+            got = yaml.safe_load(value)
         except yaml.YAMLError:
             return value
+        return got if isinstance(got, (int, float)) and not isinstance(got, bool) else value
     return value
 
 
@@ -97,7 +108,7 @@ def load_profile(path_or_name, override=None) -> dict:
         cfg = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({e})") from None
-    over = parse_override(override)
+    over = override if isinstance(override, dict) else parse_override(override)   # a dict is used as given
     if over:
         if not isinstance(cfg, dict):
             raise ConfigError(f"{p}: expected a mapping at the top level, got {type(cfg).__name__}")

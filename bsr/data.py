@@ -378,7 +378,7 @@ class MisalignedCrops(torch.utils.data.Dataset):
         return item
 
 
-NDA_CACHE_VERSION = 1   # bump when the search or the LR check changes what it returns
+NDA_CACHE_VERSION = 2   # the key also holds a digest of the search's source (_nda_code_digest)
 
 
 def nda_cache_dir() -> Path | None:
@@ -393,6 +393,23 @@ def nda_cache_dir() -> Path | None:
     return Path(base) / "bsr" / "nda"
 
 
+def _nda_code_digest() -> str:
+    """SHA-256 of the source of the functions the targets depend on, so an
+    edited search never returns targets cached by the old one."""
+    import inspect
+
+    global _NDA_CODE
+    if _NDA_CODE is None:
+        from . import losses, warp
+
+        src = "".join(inspect.getsource(f) for f in (_nda_targets, losses.nda_search, warp.warp))
+        _NDA_CODE = hashlib.sha256(src.encode()).hexdigest()[:16]
+    return _NDA_CODE
+
+
+_NDA_CODE: str | None = None
+
+
 def cached_nda_targets(ir: torch.Tensor, vis: torch.Tensor, options: dict) -> dict:
     """:func:`_nda_targets`, cached on disk by the content of the two images and
     the options (SHA-256), so the many runs of a study that train on the same
@@ -404,8 +421,8 @@ def cached_nda_targets(ir: torch.Tensor, vis: torch.Tensor, options: dict) -> di
     a = ir.detach().to(torch.float32).contiguous().cpu().numpy()
     b = vis.detach().to(torch.float32).contiguous().cpu().numpy()
     h = hashlib.sha256()
-    h.update(json.dumps({"v": NDA_CACHE_VERSION, "opts": options, "shape": [a.shape, b.shape]},
-                        sort_keys=True, default=str).encode())
+    h.update(json.dumps({"v": NDA_CACHE_VERSION, "code": _nda_code_digest(), "opts": options,
+                         "shape": [a.shape, b.shape]}, sort_keys=True, default=str).encode())
     h.update(a.tobytes())
     h.update(b.tobytes())
     path = cache / f"{h.hexdigest()}.npz"

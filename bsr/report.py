@@ -195,11 +195,12 @@ def write_report(root, profile: dict, title: str = "B-SR study report") -> Path:
     lines = [f"# {title}: profile `{profile.get('profile')}`", "",
              f"- made: {time.strftime('%Y-%m-%d %H:%M %Z')}",
              f"- git commit: `{git_commit()}`",
-             f"- profile: {profile.get('description', '')}"]
+             f"- profile: {profile.get('description', '')}",
+             f"- seeds: {profile.get('seeds', [0])}"]
     if profile.get("command_line_override"):
         over = yaml.safe_dump(profile["command_line_override"], default_flow_style=True, sort_keys=False,
                               width=10 ** 6).strip()
-        lines.append(f"- **run with a command-line override** of `config/{profile.get('profile')}.yaml` "
+        lines.append(f"- **run with a command-line override** of the profile "
                      f"(already merged into the profile below): `{over}`")
     lines += ["",
              "Every table lists **measured** rows (this package, this run) above the paper's **reported** rows "

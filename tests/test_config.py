@@ -54,3 +54,10 @@ def test_override_merges_and_is_validated():
         parse_override("[1, 2]")
     with pytest.raises(ConfigError, match="not valid YAML"):
         parse_override("{seeds: [0")
+    # Snakemake's string leaves: numbers and true/false/null are typed, other text is kept as given
+    typed = parse_override({"a": "1.0e-3", "b": "true", "c": "null", "d": "yes", "e": "run 1: one seed",
+                            "f": "#1 run", "g": "a # b", "h": "2025-01-01", "i": "/data/x"})
+    assert typed == {"a": 0.001, "b": True, "c": None, "d": "yes", "e": "run 1: one seed", "f": "#1 run",
+                     "g": "a # b", "h": "2025-01-01", "i": "/data/x"}
+    # YAML text keeps its own types (a quoted number stays a string), and a dict is not retyped again
+    assert parse_override("{x: '0', y: 0}") == {"x": "0", "y": 0}

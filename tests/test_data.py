@@ -232,7 +232,12 @@ def test_nda_target_cache(tmp_path, monkeypatch):
     first = cached_nda_targets(ir, vis, opts)
     files = sorted((tmp_path / "nda").glob("*.npz"))
     assert len(files) == 1
-    second = cached_nda_targets(ir, vis, opts)
+    def no_search(*a, **k):
+        raise AssertionError("searched again: the cache was not used")
+
+    monkeypatch.setattr(data, "_nda_targets", no_search)
+    second = cached_nda_targets(ir, vis, opts)                 # served from disk
+    monkeypatch.setattr(data, "_nda_targets", _nda_targets)
     for out in (first, second):
         for k in ("nda_p", "nda_n"):
             assert torch.equal(out[k][0], ref[k][0]) and torch.equal(out[k][1], ref[k][1])

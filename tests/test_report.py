@@ -74,7 +74,7 @@ def test_write_report_lists_tables_figures_and_override(tmp_path):
     text = report.write_report(tmp_path, prof).read_text()
     assert "### table1" in text and "figures/f.png" in text and "command-line override" not in text
     text = report.write_report(tmp_path, dict(prof, command_line_override={"seeds": [0]})).read_text()
-    assert "run with a command-line override** of `config/cpu.yaml`" in text and "{seeds: [0]}" in text
+    assert "run with a command-line override** of the profile" in text and "{seeds: [0]}" in text
 
 
 def test_table6_keeps_each_level():

@@ -36,10 +36,11 @@ def test_override_on_the_command_line(project):
     """`--config override=...` reaches the jobs: one seed instead of three, and
     a bad override fails before anything runs, naming the key."""
     full = snakemake(project, "--dry-run", "--config", "profile=cpu")
-    one = snakemake(project, "--dry-run", "--config", "profile=cpu",
+    one = snakemake(project, "--dry-run", "--printshellcmds", "--config", "profile=cpu",
                     "override={seeds: [0], train: {phase1: {steps: 7}}}")
     assert full.returncode == 0 and one.returncode == 0, one.stdout + one.stderr
     assert "seed=1" in full.stdout and "seed=1" not in one.stdout
+    assert '"steps": 7' in one.stdout and '"steps": 7' not in full.stdout   # the training params carry it
     bad = snakemake(project, "--dry-run", "--config", "profile=cpu", "override={train: {crop: big}}")
     assert bad.returncode != 0 and "run 'bsr_shift5'" in bad.stdout + bad.stderr and "crop" in bad.stdout + bad.stderr
 
