@@ -69,7 +69,7 @@ def main(argv=None):
 
     from bsr.compare import checkpoint_method
     from bsr.data import load_pairs
-    from bsr.train import TrainConfig, read_log, train
+    from bsr.train import TrainConfig, read_log, resolve_crop, train
 
     cfg = yaml.safe_load(Path(args.config).read_text())
     if args.size:
@@ -113,7 +113,7 @@ def main(argv=None):
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "torch": torch.__version__, "amp": bool(cuda) if run.amp == "auto" else bool(run.amp),
         "amp_dtype": run.amp_dtype,
-        "model_size": run.model.size, "crop": list(map(int, _crop(run))), "batch": run.batch_size,
+        "model_size": run.model.size, "crop": list(map(int, resolve_crop(run))), "batch": run.batch_size,
         "steps": [args.steps, args.phase2_steps], "wall_s": round(wall, 1),
         "phase1_steps_per_s": round(r1, 3), "phase2_steps_per_s": round(r2, 3), "rate_samples": [n1, n2],
         "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if cuda else None,
@@ -146,12 +146,6 @@ def main(argv=None):
         Path(path).write_text(json.dumps(res, indent=2))
         print("written", path)
     return res
-
-
-def _crop(cfg):
-    from bsr.train import resolve_crop
-
-    return resolve_crop(cfg)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ becomes one channel.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -393,21 +394,16 @@ def nda_cache_dir() -> Path | None:
     return Path(base) / "bsr" / "nda"
 
 
+@functools.lru_cache(maxsize=1)
 def _nda_code_digest() -> str:
     """SHA-256 of the source of the functions the targets depend on, so an
     edited search never returns targets cached by the old one."""
     import inspect
 
-    global _NDA_CODE
-    if _NDA_CODE is None:
-        from . import losses, warp
+    from . import losses, warp
 
-        src = "".join(inspect.getsource(f) for f in (_nda_targets, losses.nda_search, warp.warp))
-        _NDA_CODE = hashlib.sha256(src.encode()).hexdigest()[:16]
-    return _NDA_CODE
-
-
-_NDA_CODE: str | None = None
+    src = "".join(inspect.getsource(f) for f in (_nda_targets, losses.nda_search, warp.warp))
+    return hashlib.sha256(src.encode()).hexdigest()[:16]
 
 
 def cached_nda_targets(ir: torch.Tensor, vis: torch.Tensor, options: dict) -> dict:

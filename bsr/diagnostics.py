@@ -77,4 +77,4 @@ def summarize_transformed(table: pd.DataFrame, key: str = "EPE_mean") -> pd.Data
     """Mean ``key`` per op, with the ratio to the untransformed pair (``identity``)."""
     s = table.groupby("op", sort=False)[key].mean()
     base = s.get("identity", np.nan)
-    return pd.DataFrame({key: s, "ratio_to_as_given": s / base})
+    return pd.DataFrame({key: s, "ratio_to_as_given": s / base if base > 0 else np.nan})

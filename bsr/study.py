@@ -158,20 +158,19 @@ def content_check(sets: dict[str, list], methods: dict[str, list], margin: int =
     zero, are skipped. Returns rows (set, method, op, EPE_mean, ratio to the
     pair as given), EPE averaged over pairs and seeds.
     """
-    from .diagnostics import transformed_epe
+    from .diagnostics import summarize_transformed, transformed_epe
 
-    rows = []
+    cols = ["set", "method", "op", "EPE_mean", "ratio_to_as_given"]
+    frames = []
     for set_name, pairs in sets.items():
         pairs = [p for p in pairs if p.flow_gt is not None and np.abs(p.flow_gt).max() > 0]
         if not pairs:
             continue
         for label, instances in methods.items():
             t = pd.concat([transformed_epe(m, pairs, margin=margin) for m in instances], ignore_index=True)
-            mean = t.groupby("op", sort=False)["EPE_mean"].mean()
-            for op, v in mean.items():
-                rows.append({"set": set_name, "method": label, "op": op, "EPE_mean": float(v),
-                             "ratio_to_as_given": float(v / mean["identity"]) if mean["identity"] > 0 else np.nan})
-    return pd.DataFrame(rows, columns=["set", "method", "op", "EPE_mean", "ratio_to_as_given"])
+            s = summarize_transformed(t).rename_axis("op").reset_index()
+            frames.append(s.assign(set=set_name, method=label))
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
 def qualitative_rows(sets: dict[str, list], image_dir, methods: list[str], n: int = 2) -> list[dict]:

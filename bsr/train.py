@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import yaml
 
+from .config import deep_merge
 from .io import atomic_path
 from .model import BSR, CHECKPOINT_FORMAT, SIZES, model_config
 from .objective import VARIANTS, LossConfig, Objective, variant_config
@@ -189,20 +190,13 @@ class TrainConfig:
         return self.model.resolve()
 
 
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def _merge_data(data) -> dict:
     """A data mapping without a ``name``, or for ``synthetic``, fills in the
     synthetic defaults; another dataset's mapping is taken as given."""
     if not isinstance(data, dict):
         raise ValueError(f"config key 'data' must be a mapping; got {type(data).__name__}")
     if data.get("name", "synthetic") == "synthetic":
-        return _deep_merge(DEFAULT_DATA, data)
+        return copy.deepcopy(deep_merge(DEFAULT_DATA, data))
     return data
 
 
