@@ -29,7 +29,7 @@ import torch
 from .metrics import registration_metrics
 from .pdg import OP_NAMES, SHAPE_PRESERVING, PDGOps, ProxyDataGenerator
 
-__all__ = ["transformed_epe", "summarize_transformed"]
+__all__ = ["transformed_epe", "summarize_transformed", "nda_target_accuracy"]
 
 
 def _ops(code: int) -> PDGOps:
@@ -78,3 +78,53 @@ def summarize_transformed(table: pd.DataFrame, key: str = "EPE_mean") -> pd.Data
     s = table.groupby("op", sort=False)[key].mean()
     base = s.get("identity", np.nan)
     return pd.DataFrame({key: s, "ratio_to_as_given": s / base if base > 0 else np.nan})
+
+
+def nda_target_accuracy(pairs, margin: int = 10, options: dict | None = None) -> pd.DataFrame:
+    """Accuracy of the L_nda targets used in training, against the ground-truth field.
+
+    For each simulated pair (``flow_gt`` known; ``warp(ir, flow_gt)`` aligns the
+    IR), the targets of ``phi_p`` are computed exactly as the training data
+    computes them (``bsr.data._nda_targets``: the search of
+    :func:`bsr.losses.nda_search` plus the left-right check), with the
+    misaligned IR as the moving image and, as fixed image, the visible image
+    (``reference="visible"``, what training sees) or the aligned IR
+    (``reference="ir_aligned"``, a mono-modal control). ``options``: search
+    options plus ``lr_check``; default ``LossConfig().precompute_options()``.
+
+    Returns one row per (pair, reference) with ``valid`` (fraction of the
+    pixels inside ``margin`` that get a target), ``err_mean`` / ``err_median``
+    (px, target minus ground truth, over valid pixels), ``within_1px`` and
+    ``within_3px`` (fractions of the valid targets), and ``gt_mean`` (the mean
+    ground-truth displacement there: the error of a zero target).
+    """
+    from .data import _nda_targets
+    from .objective import LossConfig
+
+    options = LossConfig().precompute_options() if options is None else dict(options)
+    rows = []
+    for p in pairs:
+        if p.flow_gt is None or p.ir_aligned is None:
+            raise ValueError(f"pair {p.name!r} has no ground truth; use a simulated set (bsr simulate)")
+        h, w = p.ir.shape
+        if min(h, w) <= 2 * margin:
+            raise ValueError(f"pair {p.name!r} ({h}x{w}) is too small for margin {margin}")
+        ir = torch.from_numpy(np.ascontiguousarray(p.ir, dtype=np.float32))
+        gt = torch.from_numpy(np.ascontiguousarray(p.flow_gt, dtype=np.float32))
+        inner = (slice(margin, h - margin), slice(margin, w - margin))
+        for ref_name, ref in (("visible", p.vis), ("ir_aligned", p.ir_aligned)):
+            fixed = torch.from_numpy(np.ascontiguousarray(np.squeeze(ref), dtype=np.float32))
+            delta, valid = _nda_targets(ir, fixed, options)["nda_p"]
+            valid = valid[0][inner]
+            err = (delta - gt).norm(dim=0)[inner][valid]
+            gt_mag = gt.norm(dim=0)[inner][valid]
+            n = int(valid.sum())
+            rows.append({
+                "pair": p.name, "reference": ref_name, "valid": float(valid.float().mean()),
+                "err_mean": float(err.mean()) if n else np.nan,
+                "err_median": float(err.median()) if n else np.nan,
+                "within_1px": float((err <= 1).float().mean()) if n else np.nan,
+                "within_3px": float((err <= 3).float().mean()) if n else np.nan,
+                "gt_mean": float(gt_mag.mean()) if n else np.nan,
+            })
+    return pd.DataFrame(rows)

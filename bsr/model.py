@@ -37,7 +37,7 @@ CHECKPOINT_FORMAT = "bsr-checkpoint/1"
 SIZES: dict[str, dict] = {
     "quick": {
         "unet": {"enc_channels": [8, 16, 16], "dec_channels": [16, 16], "final_channels": [8],
-                 "convs_per_block": 1, "flow_scale": 4.0, "init_std": 1e-5},
+                 "convs_per_block": 1, "flow_scale": 4.0, "init_std": 1e-5, "corr": None},
         # no Restormer blocks in the shared encoder / decoder (the global and local branches stay):
         # 3x cheaper per pass on a CPU (0.05 vs 0.14 s fwd+bwd, batch 8 x 64^2), the AE is the costly
         # part of a quick step (4 passes); docs/method_model_train.md, "Making the full objective register"
@@ -47,7 +47,8 @@ SIZES: dict[str, dict] = {
     },
     "paper": {
         "unet": {"enc_channels": [32, 64, 64, 128, 128], "dec_channels": [128, 64, 64, 32],
-                 "final_channels": [32, 16], "convs_per_block": 2, "flow_scale": 4.0, "init_std": 1e-5},
+                 "final_channels": [32, 16], "convs_per_block": 2, "flow_scale": 4.0, "init_std": 1e-5,
+                 "corr": None},
         "ae": {"dim": 64, "heads": 8, "enc_blocks": 4, "global_blocks": 1, "local_blocks": 3,
                "dec_blocks": 4, "ffn_expansion": 2.0},
         "fusion_rule": "sum",

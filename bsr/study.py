@@ -19,7 +19,7 @@ from . import compare, report
 from .data import load_simulated
 
 __all__ = ["set_info", "inputs", "load_sets", "checkpoint_paths", "build_methods", "score", "paper_table",
-           "content_check",
+           "content_check", "nda_target_table",
            "registration_summary", "qualitative_rows", "describe_methods", "demo_inputs"]
 
 BSR_LABEL = "B-SR (this package)"
@@ -170,6 +170,28 @@ def content_check(sets: dict[str, list], methods: dict[str, list], margin: int =
             t = pd.concat([transformed_epe(m, pairs, margin=margin) for m in instances], ignore_index=True)
             s = summarize_transformed(t).rename_axis("op").reset_index()
             frames.append(s.assign(set=set_name, method=label))
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def nda_target_table(sets: dict[str, list], n_pairs: int | None = 8, options: dict | None = None) -> pd.DataFrame:
+    """How often are the L_nda training targets right? (``bsr.diagnostics.nda_target_accuracy``)
+
+    For the first ``n_pairs`` pairs of each set with a non-zero ground-truth
+    field: the targets of the visible reference (what training sees) and of the
+    aligned-IR control, averaged over pairs. Returns rows (set, reference,
+    pairs, valid, err_mean, err_median, within_1px, within_3px, gt_mean).
+    """
+    from .diagnostics import nda_target_accuracy
+
+    cols = ["set", "reference", "pairs", "valid", "err_mean", "err_median", "within_1px", "within_3px", "gt_mean"]
+    frames = []
+    for set_name, pairs in sets.items():
+        pairs = [p for p in pairs if p.flow_gt is not None and np.abs(p.flow_gt).max() > 0][:n_pairs]
+        if not pairs:
+            continue
+        t = nda_target_accuracy(pairs, options=options)
+        m = t.groupby("reference", sort=False).mean(numeric_only=True).reset_index()
+        frames.append(m.assign(set=set_name, pairs=len(pairs)))
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 

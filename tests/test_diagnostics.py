@@ -75,3 +75,42 @@ def test_study_content_check_averages_seeds_and_skips_sets_without_a_field():
     row = t.set_index("op").loc["flip_x"]
     assert row["EPE_mean"] == pytest.approx((10 + 8) / 2, abs=1e-4)       # mean over the two "seeds"
     assert row["ratio_to_as_given"] == pytest.approx(9 / 1, abs=1e-3)       # as given: (0 + 2) / 2 = 1
+
+
+def test_nda_target_accuracy_control_is_exact_and_visible_is_scored():
+    from bsr.diagnostics import nda_target_accuracy
+
+    pairs = _shift_pairs(n=1, dx=4.0)
+    t = nda_target_accuracy(pairs).set_index("reference")
+    assert set(t.index) == {"visible", "ir_aligned"}
+    ctrl = t.loc["ir_aligned"]
+    # mono-modal: the search finds the 4 px shift almost everywhere
+    assert ctrl.valid > 0.8 and ctrl.within_1px > 0.95 and ctrl.err_median < 0.3
+    assert ctrl.gt_mean == pytest.approx(4.0, abs=1e-4)
+    vis = t.loc["visible"]
+    assert 0 < vis.valid < ctrl.valid and 0 <= vis.within_1px <= vis.within_3px <= 1
+    # an option reaches the search: a 1 px radius cannot find a 4 px shift
+    t1 = nda_target_accuracy(pairs, options={"radius": 1, "window": 15, "lr_check": None}).set_index("reference")
+    assert t1.loc["ir_aligned"].within_1px < 0.5
+
+
+def test_nda_target_accuracy_needs_ground_truth():
+    from bsr.diagnostics import nda_target_accuracy
+
+    p = load_pairs("synthetic", synthetic={"n": 1, "size": [64, 64]})[0]
+    with pytest.raises(ValueError, match="ground truth"):
+        nda_target_accuracy([p])
+
+
+def test_study_nda_target_table_means_over_pairs_and_skips_sets_without_a_field():
+    from bsr import study
+    from bsr.diagnostics import nda_target_accuracy
+
+    pairs = _shift_pairs(n=2, dx=3.0)
+    still = [Pair("z", p.ir_aligned, p.vis, ir_aligned=p.ir_aligned, flow_gt=np.zeros_like(p.flow_gt)) for p in pairs]
+    t = study.nda_target_table({"s3": pairs, "none": still}, n_pairs=1)
+    assert list(t["set"]) == ["s3", "s3"] and list(t["pairs"]) == [1, 1]
+    one = nda_target_accuracy(pairs[:1]).set_index("reference")
+    row = t.set_index("reference").loc["visible"]
+    assert row["within_3px"] == pytest.approx(one.loc["visible", "within_3px"])
+    assert study.nda_target_table({"none": still}).empty

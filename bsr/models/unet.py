@@ -14,6 +14,11 @@ under a given learning rate.
 
 Any input size works: the pair is padded (replicate) on the bottom/right to a
 multiple of ``2 ** (levels - 1)`` and the fields are cropped back.
+
+``corr`` (off by default, a deviation from the paper): an edge-NCC cost volume
+(:mod:`bsr.models.correlation`) computed at encoder level ``corr["level"]`` and
+concatenated to that level's input, so the network reads matching scores
+instead of having to discover correspondence from the raw pair.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .correlation import cost_volume, cost_volume_channels, soft_argmax
 
 __all__ = ["RegUNet", "pad_to_multiple"]
 
@@ -59,11 +66,16 @@ class RegUNet(nn.Module):
         init_std: standard deviation of the head's initial weights.
         in_channels: 2 (IR, VIS), 1 channel each.
         out_channels: 4 (phi_p, phi_n).
+        corr: None (the paper's U-Net) or ``{"radius": r, "level": l, "window": w}``:
+            an edge-NCC cost volume over (2r+1)^2 displacements of ``2**l`` px,
+            at encoder level ``l`` (``0 <= l < len(enc_channels)``), NCC window
+            ``w`` (odd). See :mod:`bsr.models.correlation`.
     """
 
     def __init__(self, enc_channels=(16, 32, 32, 32), dec_channels=(32, 32, 32),
                  final_channels=(16, 16), convs_per_block: int = 1, flow_scale: float = 1.0,
-                 init_std: float = 1e-5, in_channels: int = 2, out_channels: int = 4):
+                 init_std: float = 1e-5, in_channels: int = 2, out_channels: int = 4,
+                 corr: dict | None = None):
         super().__init__()
         enc_channels, dec_channels = list(enc_channels), list(dec_channels)
         if len(enc_channels) < 1:
@@ -74,10 +86,30 @@ class RegUNet(nn.Module):
         self.levels = len(enc_channels)
         self.multiple = 2 ** (self.levels - 1)
         self.flow_scale = float(flow_scale)
+        self.corr = None
+        if corr:
+            unknown = set(corr) - {"descriptor", "radius", "level", "window", "readout"}
+            if unknown:
+                raise ValueError(f"unknown corr option(s) {sorted(unknown)}; known: descriptor, radius, "
+                                 f"level, window, readout")
+            self.corr = {"descriptor": str(corr.get("descriptor", "edge_ncc")),
+                         "radius": int(corr.get("radius", 3)), "level": int(corr.get("level", 2)),
+                         "window": int(corr.get("window", 3))}
+            if self.corr["descriptor"] not in ("edge_ncc", "mind"):
+                raise ValueError(f"corr descriptor must be 'edge_ncc' or 'mind'; got {self.corr['descriptor']!r}")
+            self.corr_readout = float(corr.get("readout") or 0.0)
+            if not 0 <= self.corr["level"] < self.levels:
+                raise ValueError(f"corr level must be in [0, {self.levels - 1}] for a {self.levels}-level "
+                                 f"U-Net; got {self.corr['level']}")
+            if self.corr["radius"] < 0 or self.corr["window"] < 3 or self.corr["window"] % 2 == 0:
+                raise ValueError(f"corr needs radius >= 0 and an odd window >= 3; got {self.corr}")
         self.enc = nn.ModuleList()
         c = in_channels
-        for ch in enc_channels:
-            self.enc.append(_ConvBlock(c, ch, convs_per_block))
+        for i, ch in enumerate(enc_channels):
+            extra = 0
+            if self.corr and i == self.corr["level"]:
+                extra = cost_volume_channels(self.corr["radius"]) + (3 if self.corr_readout else 0)
+            self.enc.append(_ConvBlock(c + extra, ch, convs_per_block))
             c = ch
         self.dec = nn.ModuleList()
         for i, ch in enumerate(dec_channels):
@@ -96,10 +128,20 @@ class RegUNet(nn.Module):
         """(B, 1, H, W) x 2 -> (B, out_channels, H, W) fields in pixels."""
         x = torch.cat((ir, vis), dim=1)
         x, (h, w) = pad_to_multiple(x, self.multiple)
+        cost = None
+        if self.corr is not None:
+            cost = cost_volume(x[:, :1], x[:, 1:2], **self.corr)
+            if self.corr_readout:
+                cost = torch.cat((cost, soft_argmax(cost, self.corr["radius"], self.corr_readout)), 1)
+            cost = cost.to(x.dtype)
+            if x.is_contiguous(memory_format=torch.channels_last):
+                cost = cost.contiguous(memory_format=torch.channels_last)
         skips = []
         for i, block in enumerate(self.enc):
             if i > 0:
                 x = F.max_pool2d(x, 2)
+            if cost is not None and i == self.corr["level"]:
+                x = torch.cat((x, cost), dim=1)
             x = block(x)
             skips.append(x)
         for i, block in enumerate(self.dec):

@@ -19,7 +19,7 @@ rule compare:
     output:
         tables=[report(R / "tables" / f"{t}.md", category="03 comparison")
                 for t in ("table1", "table2", "table3", "table5", "registration_accuracy",
-                          "content_check")],
+                          "content_check", "nda_targets")],
         figure=report(R / "figures" / "qualitative_compare.png", category="03 comparison"),
         html=R / "notebooks" / "03_compare.html",
     log:
@@ -27,7 +27,8 @@ rule compare:
     params:
         nb=lambda w: nb_params(**COMMON, **paths(data_dir=DATA, checkpoint_dir=R / "checkpoints", out_dir=R),
                                runs=S.get("compare", {}), fusion_only_run=S.get("fusion_only"),
-                               n_qualitative=S.get("n_qualitative", 2), external_root=str(Path("results/external").resolve()),
+                               n_qualitative=S.get("n_qualitative", 2),
+                               n_target_pairs=S.get("n_target_pairs", 8), external_root=str(Path("results/external").resolve()),
                                **BASELINES),
     threads: P.get("threads", 1)
     shell:
