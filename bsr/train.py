@@ -420,7 +420,12 @@ def train(cfg: TrainConfig | dict | str | os.PathLike, resume: bool | None = Non
         cfg: a :class:`TrainConfig`, a dict, or a YAML path.
         resume: None (default) resumes when ``out_dir/last.pt`` exists; True
             requires it; False starts over (removing the previous log and
-            checkpoints of ``out_dir``).
+            checkpoints of ``out_dir``); ``"if_same"`` resumes only a run of
+            exactly this config (step budgets included; only ``out_dir``,
+            ``progress``, ``device``, ``threads``, logging and checkpoint
+            intervals may differ) and otherwise starts over. The workflow uses
+            ``"if_same"``: a job re-run because its config changed must not
+            continue the old run's weights.
     """
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.from_yaml(cfg) if isinstance(cfg, (str, os.PathLike)) else TrainConfig.from_dict(cfg)
@@ -428,6 +433,13 @@ def train(cfg: TrainConfig | dict | str | os.PathLike, resume: bool | None = Non
     out = Path(cfg.out_dir)
     last_path, final_path, log_path = out / "last.pt", out / "final.pt", out / "log.csv"
 
+    if resume not in (None, True, False, "if_same"):
+        raise ValueError(f"resume must be None, True, False or 'if_same'; got {resume!r}")
+    if resume == "if_same":
+        why = _differs_from_checkpoint(cfg, last_path)
+        if why:
+            print(f"starting over in {out}: {why}")
+        resume = False if why else None
     if resume is True and not last_path.is_file():
         raise FileNotFoundError(f"--resume given but {last_path} does not exist")
     if resume is False:
@@ -449,6 +461,30 @@ def train(cfg: TrainConfig | dict | str | os.PathLike, resume: bool | None = Non
         return _train(cfg, device, amp, amp_dtype, out, last_path, final_path, log_path)
     finally:
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+
+
+# keys that never change what a run computes (``resume="if_same"`` ignores them)
+_PURE_RUN_CONTROL = {"out_dir", "progress", "device", "threads", "log_every", "ckpt_every", "num_workers"}
+
+
+def _differs_from_checkpoint(cfg: "TrainConfig", last_path: Path) -> str | None:
+    """Why the run in ``last_path`` is not a run of ``cfg`` (None: it is, or there is none)."""
+    if not last_path.is_file():
+        return None
+    try:
+        ck = torch.load(last_path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - an unreadable checkpoint is replaced
+        return f"{last_path.name} is unreadable ({type(e).__name__})"
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        return f"{last_path.name} is not a B-SR checkpoint"
+    if ck.get("model_config") != build_model_from_config(cfg).config:
+        return "the model config changed"
+    old = {k: v for k, v in (ck.get("train_config") or {}).items() if k not in _PURE_RUN_CONTROL}
+    new = {k: v for k, v in cfg.to_dict().items() if k not in _PURE_RUN_CONTROL}
+    if old != new:
+        return "the config changed (" + ", ".join(sorted(k for k in set(old) | set(new)
+                                                        if old.get(k) != new.get(k))) + ")"
+    return None
 
 
 def _train(cfg, device, amp, amp_dtype, out, last_path, final_path, log_path) -> Path:

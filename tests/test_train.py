@@ -260,6 +260,26 @@ def test_same_seed_and_kill_resume_identical(tmp_path, monkeypatch):
         T.train(tiny_cfg(tmp_path / "d"), resume=True)
 
 
+def test_resume_if_same_restarts_on_a_changed_config(tmp_path, capsys):
+    """The workflow's mode: a finished run of the same config is kept (threads may
+    differ); a changed loss weight, step budget or model starts over, so the new
+    checkpoint equals a fresh run of the new config."""
+    out = tmp_path / "w"
+    first = T.train(tiny_cfg(out))
+    mtime = first.stat().st_mtime_ns
+    assert T.train(tiny_cfg(out, threads=2), resume="if_same") == first
+    assert first.stat().st_mtime_ns == mtime and "starting over" not in capsys.readouterr().out
+    for change in ({"loss": {"smooth": 0.5}}, {"phase1": {"steps": 4}},
+                   {"model": {"size": "quick", "unet": {"corr": {"radius": 1, "level": 1, "window": 3}}}}):
+        ref = T.train(tiny_cfg(tmp_path / f"ref{len(change)}_{next(iter(change))}", **change))
+        got = T.train(tiny_cfg(out, **change), resume="if_same")
+        assert "starting over" in capsys.readouterr().out
+        assert_same_weights(weights(ref), weights(got))
+        assert list(pd.read_csv(out / "log.csv").step) == list(range(len(pd.read_csv(ref.parent / "log.csv"))))
+    with pytest.raises(ValueError, match="resume"):
+        T.train(tiny_cfg(out), resume="maybe")
+
+
 def test_nan_stops_with_term_name(tmp_path, monkeypatch):
     calls = {"n": 0}
     orig = bsr.objective.losses.smooth_loss
