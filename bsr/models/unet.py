@@ -86,7 +86,7 @@ class RegUNet(nn.Module):
         self.levels = len(enc_channels)
         self.multiple = 2 ** (self.levels - 1)
         self.flow_scale = float(flow_scale)
-        self.corr = None
+        self.corr, self.corr_readout = None, 0.0
         if corr:
             unknown = set(corr) - {"descriptor", "radius", "level", "window", "readout"}
             if unknown:
