@@ -14,10 +14,12 @@ import argparse
 import time
 
 import torch
+import yaml
 
 from bsr.data import Pair, load_pairs
 from bsr.diagnostics import nda_target_accuracy
 from bsr import simulate
+from bsr.objective import LossConfig
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--dataset", default="synthetic", help="synthetic (default) or a dataset under $BSR_DATA")
@@ -27,18 +29,17 @@ ap.add_argument("--search", default="", help="overrides, e.g. window=7,lr_check=
 ap.add_argument("--threads", type=int, default=2)
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
-from bsr.objective import LossConfig
 search = LossConfig().precompute_options()
 for kv in filter(None, a.search.split(",")):
     k, v = kv.split("=")
-    search[k] = None if v == "none" else float(v) if "." in v else int(v)
+    search[k] = None if v.lower() in ("none", "null") else yaml.safe_load(v)
 
 if a.dataset == "synthetic":
     pairs = load_pairs("synthetic", split="test", synthetic={"n": a.n, "size": [128, 160]})
 else:
     pairs = load_pairs(a.dataset, split="test", limit=a.n)
 print(f"{a.dataset}: {len(pairs)} test pairs, first {pairs[0].ir.shape[0]}x{pairs[0].ir.shape[1]}; "
-      f"search options {search or 'default'}")
+      f"target options {search}")
 print(f"{'kind':>16} {'reference':>11} {'valid':>6} {'err mean':>8} {'median':>7} {'<=1px':>6} {'<=3px':>6} "
       f"{'|gt|':>5} {'s':>5}")
 for spec in a.kinds.split(","):

@@ -29,7 +29,7 @@ import torch
 from .metrics import registration_metrics
 from .pdg import OP_NAMES, SHAPE_PRESERVING, PDGOps, ProxyDataGenerator
 
-__all__ = ["transformed_epe", "summarize_transformed", "nda_target_accuracy"]
+__all__ = ["transformed_epe", "summarize_transformed", "windowed_epe", "WINDOWS", "nda_target_accuracy"]
 
 
 def _ops(code: int) -> PDGOps:
@@ -78,6 +78,37 @@ def summarize_transformed(table: pd.DataFrame, key: str = "EPE_mean") -> pd.Data
     s = table.groupby("op", sort=False)[key].mean()
     base = s.get("identity", np.nan)
     return pd.DataFrame({key: s, "ratio_to_as_given": s / base if base > 0 else np.nan})
+
+
+# windows as (top, bottom, left, right) fractions of the pair
+WINDOWS = {"full": (0.0, 1.0, 0.0, 1.0), "left 3/4": (0.0, 1.0, 0.0, 0.75),
+           "top-left 3/4": (0.0, 0.75, 0.0, 0.75)}
+
+
+def windowed_epe(method, pairs, windows: dict | None = None, margin: int = 10) -> pd.DataFrame:
+    """EPE of ``method`` run on sub-windows of each pair (the field cut to the window).
+
+    Returns one row per (pair, window) with ``EPE_mean`` and ``identity`` (the
+    EPE of a zero field on the same window).
+    """
+    windows = WINDOWS if windows is None else windows
+    rows = []
+    for p in pairs:
+        if p.flow_gt is None:
+            raise ValueError(f"pair {p.name!r} has no ground-truth field; use a simulated set (bsr simulate)")
+        h, w = p.ir.shape
+        for name, (t, b, l, r) in windows.items():
+            ys, xs = slice(int(round(t * h)), int(round(b * h))), slice(int(round(l * w)), int(round(r * w)))
+            gt = p.flow_gt[:, ys, xs]
+            if min(gt.shape[1:]) <= 2 * margin:
+                raise ValueError(f"window {name!r} of pair {p.name!r} is too small for margin {margin}")
+            out = method(np.ascontiguousarray(p.ir[ys, xs]), np.ascontiguousarray(p.vis[ys, xs]))
+            if out.get("flow") is None:
+                raise ValueError("the method returns no field; only registration methods can be checked")
+            rows.append({"pair": p.name, "window": name,
+                         "EPE_mean": registration_metrics(out["flow"], gt, margin=margin)["EPE_mean"],
+                         "identity": registration_metrics(np.zeros_like(gt), gt, margin=margin)["EPE_mean"]})
+    return pd.DataFrame(rows)
 
 
 def nda_target_accuracy(pairs, margin: int = 10, options: dict | None = None) -> pd.DataFrame:

@@ -178,7 +178,10 @@ def nda_target_table(sets: dict[str, list], n_pairs: int | None = 8, options: di
 
     For the first ``n_pairs`` pairs of each set with a non-zero ground-truth
     field: the targets of the visible reference (what training sees) and of the
-    aligned-IR control, averaged over pairs. Returns rows (set, reference,
+    aligned-IR control, averaged over pairs. ``options`` default to
+    ``LossConfig()``'s search options, which every run of the shipped profiles
+    uses (none overrides the search); pass a run's ``precompute_options()``
+    otherwise. Returns rows (set, reference,
     pairs, valid, err_mean, err_median, within_1px, within_3px, gt_mean).
     """
     from .diagnostics import nda_target_accuracy

@@ -422,8 +422,9 @@ def train(cfg: TrainConfig | dict | str | os.PathLike, resume: bool | None = Non
             requires it; False starts over (removing the previous log and
             checkpoints of ``out_dir``); ``"if_same"`` resumes only a run of
             exactly this config (step budgets included; only ``out_dir``,
-            ``progress``, ``device``, ``threads``, logging and checkpoint
-            intervals may differ) and otherwise starts over. The workflow uses
+            ``progress``, ``device``, ``threads``, ``num_workers``,
+            ``grad_checkpoint`` and the logging and checkpoint intervals may
+            differ) and otherwise starts over. The workflow uses
             ``"if_same"``: a job re-run because its config changed must not
             continue the old run's weights.
     """
@@ -463,8 +464,22 @@ def train(cfg: TrainConfig | dict | str | os.PathLike, resume: bool | None = Non
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
 
 
-# keys that never change what a run computes (``resume="if_same"`` ignores them)
-_PURE_RUN_CONTROL = {"out_dir", "progress", "device", "threads", "log_every", "ckpt_every", "num_workers"}
+# keys that never change what a run computes (``resume="if_same"`` ignores them) ...
+_PURE_RUN_CONTROL = {"out_dir", "progress", "device", "threads", "log_every", "ckpt_every", "num_workers",
+                     "grad_checkpoint"}
+# ... and those a plain resume may change with no more than a warning (longer phases, AMP)
+_RUN_CONTROL = _PURE_RUN_CONTROL | {"phase1", "phase2", "amp"}
+
+
+def _same_model_config(a: dict | None, b: dict | None) -> bool:
+    """Model configs equal, reading a missing optional U-Net key (``corr``, added
+    later) as its default None, so older checkpoints still match."""
+    def norm(c):
+        c = copy.deepcopy(c or {})
+        if isinstance(c.get("unet"), dict):
+            c["unet"].setdefault("corr", None)
+        return c
+    return norm(a) == norm(b)
 
 
 def _differs_from_checkpoint(cfg: "TrainConfig", last_path: Path) -> str | None:
@@ -477,7 +492,7 @@ def _differs_from_checkpoint(cfg: "TrainConfig", last_path: Path) -> str | None:
         return f"{last_path.name} is unreadable ({type(e).__name__})"
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         return f"{last_path.name} is not a B-SR checkpoint"
-    if ck.get("model_config") != build_model_from_config(cfg).config:
+    if not _same_model_config(ck.get("model_config"), cfg.model_config()):
         return "the model config changed"
     old = {k: v for k, v in (ck.get("train_config") or {}).items() if k not in _PURE_RUN_CONTROL}
     new = {k: v for k, v in cfg.to_dict().items() if k not in _PURE_RUN_CONTROL}
@@ -511,7 +526,7 @@ def _train(cfg, device, amp, amp_dtype, out, last_path, final_path, log_path) ->
         ck = torch.load(last_path, map_location="cpu", weights_only=False)   # RNG states must stay on the CPU
         if ck.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{last_path}: not a B-SR checkpoint")
-        if ck["model_config"] != model.config:
+        if not _same_model_config(ck["model_config"], model.config):
             raise ValueError(f"{last_path} was written for another model config; use another out_dir or "
                              f"--fresh to start over")
         old = {k: v for k, v in ck["train_config"].items() if k not in _RUN_CONTROL}
@@ -626,8 +641,6 @@ def _train(cfg, device, amp, amp_dtype, out, last_path, final_path, log_path) ->
 
 
 # run-control keys that may change between a run and its resumption without a warning
-_RUN_CONTROL = {"out_dir", "progress", "device", "threads", "log_every", "ckpt_every", "num_workers",
-                "phase1", "phase2", "grad_checkpoint", "amp"}
 
 
 # ----------------------------------------------------------------------------- CLI

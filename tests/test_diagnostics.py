@@ -114,3 +114,31 @@ def test_study_nda_target_table_means_over_pairs_and_skips_sets_without_a_field(
     row = t.set_index("reference").loc["visible"]
     assert row["within_3px"] == pytest.approx(one.loc["visible", "within_3px"])
     assert study.nda_target_table({"none": still}).empty
+
+
+def test_windowed_epe_exposes_a_centre_radial_guess():
+    """On a centred zoom, 'outward from the centre of what I see' is exact on the full pair
+    and wrong on off-centre windows; the identity is scored on the same windows."""
+    from bsr.diagnostics import windowed_epe
+    from bsr.simulate import dilate_crop
+
+    p = load_pairs("synthetic", synthetic={"n": 1, "size": [96, 128], "seed": 3})[0]
+    mis, flow = dilate_crop(torch.from_numpy(p.ir)[None, None], 8)
+    pair = Pair(p.name, mis[0, 0].numpy(), p.vis, ir_aligned=p.ir, flow_gt=flow[0].numpy())
+    full = flow[0].numpy()
+
+    def centre_radial(ir, vis):
+        # the full pair's field, rescaled about the centre of whatever window it is shown
+        h, w = ir.shape
+        sy, sx = (full.shape[1] - 1) / 2, (full.shape[2] - 1) / 2
+        gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+        ky, kx = full[1, -1, 0] / ((full.shape[1] - 1) - sy), full[0, 0, -1] / ((full.shape[2] - 1) - sx)
+        return {"flow": np.stack([kx * (gx - (w - 1) / 2), ky * (gy - (h - 1) / 2)])}
+
+    t = windowed_epe(centre_radial, [pair]).set_index("window")
+    assert t.loc["full", "EPE_mean"] < 0.1 * t.loc["full", "identity"]
+    assert t.loc["top-left 3/4", "EPE_mean"] > 0.5 * t.loc["top-left 3/4", "identity"]
+    z = windowed_epe(constant(0.0), [pair]).set_index("window")
+    assert np.allclose(z["EPE_mean"], z["identity"])
+    with pytest.raises(ValueError, match="too small"):
+        windowed_epe(constant(0.0), [pair], windows={"tiny": (0, 0.1, 0, 0.1)})

@@ -269,6 +269,12 @@ def test_resume_if_same_restarts_on_a_changed_config(tmp_path, capsys):
     mtime = first.stat().st_mtime_ns
     assert T.train(tiny_cfg(out, threads=2), resume="if_same") == first
     assert first.stat().st_mtime_ns == mtime and "starting over" not in capsys.readouterr().out
+    # checkpoints written before the U-Net's optional `corr` key existed still match
+    ck = torch.load(out / "last.pt", weights_only=False)
+    del ck["model_config"]["unet"]["corr"]
+    torch.save(ck, out / "last.pt")
+    assert T.train(tiny_cfg(out), resume="if_same") == first
+    assert first.stat().st_mtime_ns == mtime and "starting over" not in capsys.readouterr().out
     for change in ({"loss": {"smooth": 0.5}}, {"phase1": {"steps": 4}},
                    {"model": {"size": "quick", "unet": {"corr": {"radius": 1, "level": 1, "window": 3}}}}):
         ref = T.train(tiny_cfg(tmp_path / f"ref{len(change)}_{next(iter(change))}", **change))

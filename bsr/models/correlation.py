@@ -18,7 +18,9 @@ input resolution over ``(2 * radius + 1)**2`` integer displacements. Channel
 
 so a peak in channel ``(dx, dy)`` at ``p`` says ``phi_p(p) ~ 2**level * (dx, dy)``
 (``warp(ir, phi_p)`` samples the IR at ``p + phi_p(p)``; :mod:`bsr.warp`).
-The volume has no learnable parameters; ``phi_n`` is read from the same volume.
+The volume has no learnable parameters. The same volume serves ``phi_n``: a
+match of VIS at p with IR at p + d is a match of IR at q = p + d with VIS at
+q - d, so the network reads ``phi_n(q) ~ -d`` off a neighbouring pixel.
 """
 
 from __future__ import annotations

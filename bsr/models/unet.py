@@ -15,10 +15,11 @@ under a given learning rate.
 Any input size works: the pair is padded (replicate) on the bottom/right to a
 multiple of ``2 ** (levels - 1)`` and the fields are cropped back.
 
-``corr`` (off by default, a deviation from the paper): an edge-NCC cost volume
-(:mod:`bsr.models.correlation`) computed at encoder level ``corr["level"]`` and
-concatenated to that level's input, so the network reads matching scores
-instead of having to discover correspondence from the raw pair.
+``corr`` (off by default, a deviation from the paper): a cost volume of
+cross-modal matching scores (:mod:`bsr.models.correlation`; edge NCC or MIND)
+computed at encoder level ``corr["level"]`` and concatenated to that level's
+input, so the network reads matching scores instead of having to discover
+correspondence from the raw pair.
 """
 
 from __future__ import annotations
@@ -66,10 +67,13 @@ class RegUNet(nn.Module):
         init_std: standard deviation of the head's initial weights.
         in_channels: 2 (IR, VIS), 1 channel each.
         out_channels: 4 (phi_p, phi_n).
-        corr: None (the paper's U-Net) or ``{"radius": r, "level": l, "window": w}``:
-            an edge-NCC cost volume over (2r+1)^2 displacements of ``2**l`` px,
-            at encoder level ``l`` (``0 <= l < len(enc_channels)``), NCC window
-            ``w`` (odd). See :mod:`bsr.models.correlation`.
+        corr: None (the paper's U-Net) or a dict with ``descriptor``
+            (``"edge_ncc"``, default, or ``"mind"``), ``radius`` r, ``level`` l,
+            ``window`` w and ``readout`` (optional soft-argmax beta; 0/None:
+            off): a cost volume over (2r+1)^2 displacements in steps of
+            ``2**l`` px, at encoder level ``l`` (``0 <= l < len(enc_channels)``),
+            aggregated over odd ``w`` x ``w`` windows at that level. See
+            :mod:`bsr.models.correlation`.
     """
 
     def __init__(self, enc_channels=(16, 32, 32, 32), dec_channels=(32, 32, 32),
@@ -134,13 +138,13 @@ class RegUNet(nn.Module):
             if self.corr_readout:
                 cost = torch.cat((cost, soft_argmax(cost, self.corr["radius"], self.corr_readout)), 1)
             cost = cost.to(x.dtype)
-            if x.is_contiguous(memory_format=torch.channels_last):
-                cost = cost.contiguous(memory_format=torch.channels_last)
         skips = []
         for i, block in enumerate(self.enc):
             if i > 0:
                 x = F.max_pool2d(x, 2)
             if cost is not None and i == self.corr["level"]:
+                if x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last):
+                    cost = cost.contiguous(memory_format=torch.channels_last)   # keep the block's format
                 x = torch.cat((x, cost), dim=1)
             x = block(x)
             skips.append(x)
