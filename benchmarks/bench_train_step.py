@@ -7,6 +7,10 @@ neighbourhood search). Printed: medians over the repeats, and the fraction
 "everything else / step" (goal: <= 30 %).
 
     python benchmarks/bench_train_step.py [--sizes quick paper] [--repeats 5] [--threads 2]
+
+A size ``NAME+corr`` (e.g. ``quick+corr``) adds the `quick` profile's cost volume
+to the U-Net (``bsr.models.correlation``); its time is part of ``unet_fwd`` and
+printed on its own.
 """
 
 from __future__ import annotations
@@ -58,10 +62,23 @@ def smooth_images(b, h, w, seed=0):
     return ir, vis
 
 
+QUICK_CORR = {"descriptor": "edge_ncc", "radius": 3, "level": 2, "window": 7}   # config/quick.yaml
+
+
+def build(size: str) -> BSR:
+    """``NAME`` or ``NAME+corr`` (the quick profile's cost volume added)."""
+    base, _, extra = size.partition("+")
+    if extra not in ("", "corr"):
+        raise SystemExit(f"unknown size suffix {extra!r} (only +corr)")
+    return BSR(model_config(base, **({"unet": {"corr": QUICK_CORR}} if extra else {})))
+
+
 def bench_step(size: str, batch: int, hw: int, repeats: int, loss_overrides: dict | None = None,
                grad_checkpoint: bool = False):
+    import bsr.models.unet as unet_module
+
     torch.manual_seed(0)
-    model = BSR(model_config(size))
+    model = build(size)
     model.set_grad_checkpoint(grad_checkpoint)
     pdg = ProxyDataGenerator(2)
     objective = Objective(LossConfig.from_dict(loss_overrides), pdg)
@@ -80,6 +97,7 @@ def bench_step(size: str, batch: int, hw: int, repeats: int, loss_overrides: dic
     timer = Timer()
     timer.wrap(model.unet, "forward", "unet_fwd")
     timer.wrap(model.ae, "forward", "ae_fwd")
+    orig_cost = timer.wrap(unet_module, "cost_volume", "cost_volume")
     orig_search = losses.nda_search
     timer.wrap(losses, "nda_search", "nda_search")
     rows = []
@@ -106,16 +124,18 @@ def bench_step(size: str, batch: int, hw: int, repeats: int, loss_overrides: dic
                          "backward": a["backward"], "optimizer": a["optimizer"],
                          "pdg_warps_other_fwd": a["forward_all"] - a["unet_fwd"] - a["ae_fwd"],
                          "losses": a["losses"], "nda_search": a.get("nda_search", 0.0),
+                         "cost_volume": a.get("cost_volume", 0.0),
                          "else": total - net})
     finally:
         losses.nda_search = orig_search
+        unet_module.cost_volume = orig_cost
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     return med, model.parameter_counts()
 
 
 def bench_fuse(size: str, h: int, w: int, repeats: int):
     torch.manual_seed(0)
-    model = BSR(model_config(size)).eval()
+    model = build(size).eval()
     ir, vis = smooth_images(1, h, w)
     times = []
     for i in range(repeats + 1):
@@ -151,15 +171,18 @@ def main(argv=None):
           f"{args.size}x{args.size}, full objective, PDG N=2; medians over repeats (after 1 warm-up)"
           + (f"; loss overrides {loss_over}" if loss_over else ""))
     for size in args.sizes:
-        reps = args.paper_repeats if size == "paper" else args.repeats
-        batch = (args.paper_batch or args.batch) if size == "paper" else args.batch
-        hw = (args.paper_size or args.size) if size == "paper" else args.size
+        paper = size.partition("+")[0] == "paper"
+        reps = args.paper_repeats if paper else args.repeats
+        batch = (args.paper_batch or args.batch) if paper else args.batch
+        hw = (args.paper_size or args.size) if paper else args.size
         med, counts = bench_step(size, batch, hw, reps, loss_over, args.grad_checkpoint)
         print(f"\n[{size}] batch {batch} at {hw}x{hw}; parameters: U-Net {counts['unet']:,}, AE {counts['ae']:,}, "
               f"total {counts['total']:,}")
         print(f"  step                     {med['step']:8.3f} s")
         for k in ("unet_fwd", "ae_fwd", "backward", "optimizer"):
             print(f"    {k:<22} {med[k]:8.3f} s  ({med[k] / med['step']:5.1%})")
+            if k == "unet_fwd" and med["cost_volume"]:
+                print(f"      of which cost volume {med['cost_volume']:8.3f} s  ({med['cost_volume'] / med['step']:5.1%})")
         print(f"    everything else        {med['else']:8.3f} s  ({med['else'] / med['step']:5.1%})  goal <= 30%")
         print(f"      of which losses      {med['losses']:8.3f} s  (L_nda search {med['nda_search']:.3f} s)")
         print(f"      PDG/IPDG + warps     {med['pdg_warps_other_fwd']:8.3f} s")
