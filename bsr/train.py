@@ -467,7 +467,8 @@ def train(cfg: TrainConfig | dict | str | os.PathLike, resume: bool | None = Non
 # keys that never change what a run computes (``resume="if_same"`` ignores them) ...
 _PURE_RUN_CONTROL = {"out_dir", "progress", "device", "threads", "log_every", "ckpt_every", "num_workers",
                      "grad_checkpoint"}
-# ... and those a plain resume may change with no more than a warning (longer phases, AMP)
+# ... and those a plain resume may also change without a warning (longer phases, AMP);
+# other changes resume with a warning
 _RUN_CONTROL = _PURE_RUN_CONTROL | {"phase1", "phase2", "amp"}
 
 
@@ -638,9 +639,6 @@ def _train(cfg, device, amp, amp_dtype, out, last_path, final_path, log_path) ->
     with atomic_path(final_path, suffix=".pt") as tmp:
         shutil.copyfile(last_path, tmp)
     return final_path
-
-
-# run-control keys that may change between a run and its resumption without a warning
 
 
 # ----------------------------------------------------------------------------- CLI
