@@ -62,15 +62,17 @@ def smooth_images(b, h, w, seed=0):
     return ir, vis
 
 
-QUICK_CORR = {"descriptor": "edge_ncc", "radius": 3, "level": 2, "window": 7}   # config/quick.yaml
-
-
 def build(size: str) -> BSR:
     """``NAME`` or ``NAME+corr`` (the quick profile's cost volume added)."""
     base, _, extra = size.partition("+")
     if extra not in ("", "corr"):
         raise SystemExit(f"unknown size suffix {extra!r} (only +corr)")
-    return BSR(model_config(base, **({"unet": {"corr": QUICK_CORR}} if extra else {})))
+    over = {}
+    if extra:
+        from bsr.config import load_profile
+
+        over = {"unet": {"corr": load_profile("quick")["train"]["model"]["unet"]["corr"]}}
+    return BSR(model_config(base, **over))
 
 
 def bench_step(size: str, batch: int, hw: int, repeats: int, loss_overrides: dict | None = None,

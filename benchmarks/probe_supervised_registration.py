@@ -38,10 +38,8 @@ viss = torch.stack([torch.from_numpy(p.vis)[None] for p in pairs])
 cfg = dict(SIZES["quick"]["unet"])
 if a.corr:
     v = a.corr.split(",")
-    cfg["corr"] = {"radius": int(v[0]), "level": int(v[1]), "window": int(v[2])}
-    if len(v) > 3:
-        cfg["corr"]["readout"] = float(v[3])     # soft-argmax readout, beta
-cfg["corr"] = dict(cfg["corr"] or {}, descriptor=a.descriptor) if a.corr else None
+    cfg["corr"] = {"descriptor": a.descriptor, "radius": int(v[0]), "level": int(v[1]), "window": int(v[2]),
+                   "readout": float(v[3]) if len(v) > 3 else None}   # optional soft-argmax beta
 net = RegUNet(**cfg)
 opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
 g = torch.Generator().manual_seed(1)

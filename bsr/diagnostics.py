@@ -32,6 +32,14 @@ from .pdg import OP_NAMES, SHAPE_PRESERVING, PDGOps, ProxyDataGenerator
 __all__ = ["transformed_epe", "summarize_transformed", "windowed_epe", "WINDOWS", "nda_target_accuracy"]
 
 
+def _field(method, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
+    """The (2, H, W) float32 field a registration method predicts for one pair."""
+    out = method(ir, vis)
+    if out.get("flow") is None:
+        raise ValueError("the method returns no field; only registration methods can be checked")
+    return np.asarray(out["flow"], dtype=np.float32)
+
+
 def _ops(code: int) -> PDGOps:
     return PDGOps(torch.tensor([[int(code)]], dtype=torch.long), 1)
 
@@ -63,10 +71,7 @@ def transformed_epe(method, pairs, codes=SHAPE_PRESERVING, margin: int = 10) -> 
                 continue
             ops = _ops(code)
             ir_t, vis_t = pdg.apply(ir, ops), pdg.apply(vis, ops)
-            out = method(ir_t[0, 0].numpy(), vis_t[0, 0].numpy())
-            if out.get("flow") is None:
-                raise ValueError("the method returns no field; only registration methods can be checked")
-            flow_t = torch.as_tensor(np.asarray(out["flow"], dtype=np.float32))[None]
+            flow_t = torch.as_tensor(_field(method, ir_t[0, 0].numpy(), vis_t[0, 0].numpy()))[None]
             flow = pdg.inverse(flow_t, ops, kind="flow")[0].numpy()
             scores = registration_metrics(flow, p.flow_gt, margin=margin)
             rows.append({"pair": p.name, "op": OP_NAMES[code], "code": int(code), **scores})
@@ -102,11 +107,9 @@ def windowed_epe(method, pairs, windows: dict | None = None, margin: int = 10) -
             gt = p.flow_gt[:, ys, xs]
             if min(gt.shape[1:]) <= 2 * margin:
                 raise ValueError(f"window {name!r} of pair {p.name!r} is too small for margin {margin}")
-            out = method(np.ascontiguousarray(p.ir[ys, xs]), np.ascontiguousarray(p.vis[ys, xs]))
-            if out.get("flow") is None:
-                raise ValueError("the method returns no field; only registration methods can be checked")
+            flow = _field(method, np.ascontiguousarray(p.ir[ys, xs]), np.ascontiguousarray(p.vis[ys, xs]))
             rows.append({"pair": p.name, "window": name,
-                         "EPE_mean": registration_metrics(out["flow"], gt, margin=margin)["EPE_mean"],
+                         "EPE_mean": registration_metrics(flow, gt, margin=margin)["EPE_mean"],
                          "identity": registration_metrics(np.zeros_like(gt), gt, margin=margin)["EPE_mean"]})
     return pd.DataFrame(rows)
 
@@ -116,8 +119,9 @@ def nda_target_accuracy(pairs, margin: int = 10, options: dict | None = None) ->
 
     For each simulated pair (``flow_gt`` known; ``warp(ir, flow_gt)`` aligns the
     IR), the targets of ``phi_p`` are computed exactly as the training data
-    computes them (``bsr.data._nda_targets``: the search of
-    :func:`bsr.losses.nda_search` plus the left-right check), with the
+    computes them (``bsr.data.cached_nda_targets``: the search of
+    :func:`bsr.losses.nda_search` plus the left-right check, cached on disk by
+    content, so a re-run of the study does not search again), with the
     misaligned IR as the moving image and, as fixed image, the visible image
     (``reference="visible"``, what training sees) or the aligned IR
     (``reference="ir_aligned"``, a mono-modal control). ``options``: search
@@ -129,7 +133,7 @@ def nda_target_accuracy(pairs, margin: int = 10, options: dict | None = None) ->
     ``within_3px`` (fractions of the valid targets), and ``gt_mean`` (the mean
     ground-truth displacement there: the error of a zero target).
     """
-    from .data import _nda_targets
+    from .data import cached_nda_targets
     from .objective import LossConfig
 
     options = LossConfig().precompute_options() if options is None else dict(options)
@@ -145,7 +149,7 @@ def nda_target_accuracy(pairs, margin: int = 10, options: dict | None = None) ->
         inner = (slice(margin, h - margin), slice(margin, w - margin))
         for ref_name, ref in (("visible", p.vis), ("ir_aligned", p.ir_aligned)):
             fixed = torch.from_numpy(np.ascontiguousarray(np.squeeze(ref), dtype=np.float32))
-            delta, valid = _nda_targets(ir, fixed, options)["nda_p"]
+            delta, valid = cached_nda_targets(ir, fixed, options)["nda_p"]
             valid = valid[0][inner]
             err = (delta - gt).norm(dim=0)[inner][valid]
             gt_mag = gt.norm(dim=0)[inner][valid]

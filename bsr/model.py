@@ -28,7 +28,8 @@ import torch.nn as nn
 from .models import AutoEncoder, RegUNet, count_parameters
 from .warp import warp
 
-__all__ = ["BSR", "SIZES", "model_config", "build_model", "load_checkpoint", "CHECKPOINT_FORMAT"]
+__all__ = ["BSR", "SIZES", "model_config", "complete_model_config", "build_model", "load_checkpoint",
+           "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "bsr-checkpoint/1"
 
@@ -72,6 +73,20 @@ def model_config(size: str = "quick", **overrides) -> dict:
     cfg = _merge(SIZES[size], overrides, "")
     cfg["size"] = size
     return cfg
+
+
+def complete_model_config(cfg: dict | None) -> dict:
+    """A stored model config with every key its size has now: keys added after
+    it was written (e.g. ``unet.corr``) take their defaults, so a checkpoint of
+    an older version compares equal to the same model built today. A config
+    this version cannot read (unknown size or key) is returned as stored."""
+    cfg = copy.deepcopy(cfg or {})
+    if cfg.get("size") not in SIZES:
+        return cfg
+    try:
+        return model_config(cfg["size"], **{k: v for k, v in cfg.items() if k != "size"})
+    except ValueError:
+        return cfg
 
 
 class BSR(nn.Module):
@@ -254,7 +269,7 @@ def load_checkpoint(path, map_location="cpu") -> BSR:
         raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a B-SR checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    model = BSR(ck["model_config"])
+    model = BSR(complete_model_config(ck["model_config"]))
     model.load_state_dict(ck["model"])
     model.eval()
     return model

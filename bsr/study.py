@@ -149,6 +149,11 @@ def registration_summary(scores: pd.DataFrame) -> pd.DataFrame:
     return wide[[c for c in order if c in wide.columns]].reset_index()
 
 
+def _with_field(pairs: list) -> list:
+    """The pairs with a non-zero ground-truth field (what the registration checks need)."""
+    return [p for p in pairs if p.flow_gt is not None and np.abs(p.flow_gt).max() > 0]
+
+
 def content_check(sets: dict[str, list], methods: dict[str, list], margin: int = 10) -> pd.DataFrame:
     """Registration from content, or a learned offset? (``bsr.diagnostics``)
 
@@ -163,7 +168,7 @@ def content_check(sets: dict[str, list], methods: dict[str, list], margin: int =
     cols = ["set", "method", "op", "EPE_mean", "ratio_to_as_given"]
     frames = []
     for set_name, pairs in sets.items():
-        pairs = [p for p in pairs if p.flow_gt is not None and np.abs(p.flow_gt).max() > 0]
+        pairs = _with_field(pairs)
         if not pairs:
             continue
         for label, instances in methods.items():
@@ -189,7 +194,7 @@ def nda_target_table(sets: dict[str, list], n_pairs: int | None = 8, options: di
     cols = ["set", "reference", "pairs", "valid", "err_mean", "err_median", "within_1px", "within_3px", "gt_mean"]
     frames = []
     for set_name, pairs in sets.items():
-        pairs = [p for p in pairs if p.flow_gt is not None and np.abs(p.flow_gt).max() > 0][:n_pairs]
+        pairs = _with_field(pairs)[:n_pairs]
         if not pairs:
             continue
         t = nda_target_accuracy(pairs, options=options)

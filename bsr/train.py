@@ -44,7 +44,7 @@ import yaml
 
 from .config import deep_merge
 from .io import atomic_path
-from .model import BSR, CHECKPOINT_FORMAT, SIZES, model_config
+from .model import BSR, CHECKPOINT_FORMAT, SIZES, complete_model_config, model_config
 from .objective import VARIANTS, LossConfig, Objective, variant_config
 
 __all__ = ["ModelSpec", "PhaseConfig", "TrainConfig", "NonFiniteLossError", "train", "main",
@@ -472,15 +472,9 @@ _PURE_RUN_CONTROL = {"out_dir", "progress", "device", "threads", "log_every", "c
 _RUN_CONTROL = _PURE_RUN_CONTROL | {"phase1", "phase2", "amp"}
 
 
-def _same_model_config(a: dict | None, b: dict | None) -> bool:
-    """Model configs equal, reading a missing optional U-Net key (``corr``, added
-    later) as its default None, so older checkpoints still match."""
-    def norm(c):
-        c = copy.deepcopy(c or {})
-        if isinstance(c.get("unet"), dict):
-            c["unet"].setdefault("corr", None)
-        return c
-    return norm(a) == norm(b)
+def _changed_keys(old: dict, new: dict, ignore: set) -> list[str]:
+    """Top-level config keys (outside ``ignore``) whose values differ."""
+    return sorted(k for k in (set(old) | set(new)) - ignore if old.get(k) != new.get(k))
 
 
 def _differs_from_checkpoint(cfg: "TrainConfig", last_path: Path) -> str | None:
@@ -493,14 +487,10 @@ def _differs_from_checkpoint(cfg: "TrainConfig", last_path: Path) -> str | None:
         return f"{last_path.name} is unreadable ({type(e).__name__})"
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         return f"{last_path.name} is not a B-SR checkpoint"
-    if not _same_model_config(ck.get("model_config"), cfg.model_config()):
+    if complete_model_config(ck.get("model_config")) != cfg.model_config():
         return "the model config changed"
-    old = {k: v for k, v in (ck.get("train_config") or {}).items() if k not in _PURE_RUN_CONTROL}
-    new = {k: v for k, v in cfg.to_dict().items() if k not in _PURE_RUN_CONTROL}
-    if old != new:
-        return "the config changed (" + ", ".join(sorted(k for k in set(old) | set(new)
-                                                        if old.get(k) != new.get(k))) + ")"
-    return None
+    changed = _changed_keys(ck.get("train_config") or {}, cfg.to_dict(), _PURE_RUN_CONTROL)
+    return f"the config changed ({', '.join(changed)})" if changed else None
 
 
 def _train(cfg, device, amp, amp_dtype, out, last_path, final_path, log_path) -> Path:
@@ -527,14 +517,12 @@ def _train(cfg, device, amp, amp_dtype, out, last_path, final_path, log_path) ->
         ck = torch.load(last_path, map_location="cpu", weights_only=False)   # RNG states must stay on the CPU
         if ck.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{last_path}: not a B-SR checkpoint")
-        if not _same_model_config(ck["model_config"], model.config):
+        if complete_model_config(ck["model_config"]) != model.config:
             raise ValueError(f"{last_path} was written for another model config; use another out_dir or "
                              f"--fresh to start over")
-        old = {k: v for k, v in ck["train_config"].items() if k not in _RUN_CONTROL}
-        new = {k: v for k, v in cfg.to_dict().items() if k not in _RUN_CONTROL}
-        if old != new:
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            warnings.warn(f"resuming {last_path} with a changed config ({', '.join(diff)})", stacklevel=2)
+        changed = _changed_keys(ck["train_config"], cfg.to_dict(), _RUN_CONTROL)
+        if changed:
+            warnings.warn(f"resuming {last_path} with a changed config ({', '.join(changed)})", stacklevel=2)
         model.load_state_dict(ck["model"])
         start, phase = int(ck["step"]), int(ck["phase"])
         if phase == 2 and start < n1:

@@ -30,7 +30,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..filters import box_filter, sobel_magnitude
+from ..filters import box_filter, gaussian_kernel1d, sobel_magnitude
 
 __all__ = ["edge_cost_volume", "mind_descriptor", "mind_cost_volume", "cost_volume",
            "cost_volume_channels", "soft_argmax"]
@@ -40,14 +40,7 @@ def cost_volume_channels(radius: int) -> int:
     return (2 * int(radius) + 1) ** 2
 
 
-def edge_cost_volume(ir: torch.Tensor, vis: torch.Tensor, radius: int = 3, level: int = 2,
-                     window: int = 3, eps: float = 1e-6) -> torch.Tensor:
-    """NCC cost volume of edge magnitudes, (B, (2r+1)^2, H / 2**level, W / 2**level).
-
-    ``ir``, ``vis``: (B, 1, H, W) with H and W divisible by ``2**level``.
-    Displacements that leave the image see the replicate-padded border.
-    Values lie in [-1, 1]; flat windows score 0.
-    """
+def _check(ir: torch.Tensor, vis: torch.Tensor, radius: int, level: int, window: int) -> None:
     if ir.shape != vis.shape or ir.dim() != 4 or ir.shape[1] != 1:
         raise ValueError(f"expected two (B, 1, H, W) tensors of one shape; got {tuple(ir.shape)} "
                          f"and {tuple(vis.shape)}")
@@ -58,31 +51,42 @@ def edge_cost_volume(ir: torch.Tensor, vis: torch.Tensor, radius: int = 3, level
     h, w = ir.shape[-2:]
     if h % s or w % s:
         raise ValueError(f"size {h}x{w} is not divisible by 2**level = {s}")
+
+
+def _shifted_copies(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Every ``x(p + (dx, dy))``, |dx|, |dy| <= r, replicate border: (B, K, C, H, W),
+    offset index ``k = (dy + r) * (2r + 1) + (dx + r)``."""
+    h, w = x.shape[-2:]
+    pad = F.pad(x, (r, r, r, r), mode="replicate")
+    return torch.stack([pad[..., dy:dy + h, dx:dx + w] for dy in range(2 * r + 1) for dx in range(2 * r + 1)], 1)
+
+
+def _pooled(x: torch.Tensor, level: int) -> torch.Tensor:
+    return F.avg_pool2d(x, 2 ** level) if level > 0 else x
+
+
+def edge_cost_volume(ir: torch.Tensor, vis: torch.Tensor, radius: int = 3, level: int = 2,
+                     window: int = 3, eps: float = 1e-6) -> torch.Tensor:
+    """NCC cost volume of edge magnitudes, (B, (2r+1)^2, H / 2**level, W / 2**level).
+
+    ``ir``, ``vis``: (B, 1, H, W) with H and W divisible by ``2**level``.
+    Displacements that leave the image see the replicate-padded border.
+    Values lie in [-1, 1]; flat windows score 0.
+    """
+    _check(ir, vis, radius, level, window)
     with torch.autocast(device_type=ir.device.type, enabled=False):
-        e = sobel_magnitude(torch.cat((ir, vis), 0).float())
-        if s > 1:
-            e = F.avg_pool2d(e, s)
-        e_ir, e_vis = e.chunk(2, 0)
-        b, _, hh, ww = e_vis.shape
-        r = int(radius)
-        k = cost_volume_channels(r)
-        # every shifted copy of the IR edges, stacked along the channels: (B, K, h, w)
-        pad = F.pad(e_ir, (r, r, r, r), mode="replicate")
-        shifted = torch.cat([pad[..., dy:dy + hh, dx:dx + ww]
-                             for dy in range(2 * r + 1) for dx in range(2 * r + 1)], 1)
+        e_ir, e_vis = _pooled(sobel_magnitude(torch.cat((ir, vis), 0).float()), level).chunk(2, 0)
+        shifted = _shifted_copies(e_ir, int(radius))[:, :, 0]          # (B, K, h, w)
         mu_v = box_filter(e_vis, window)
         var_v = (box_filter(e_vis * e_vis, window) - mu_v * mu_v).clamp_min(0)
         mu_s = box_filter(shifted, window)
         var_s = (box_filter(shifted * shifted, window) - mu_s * mu_s).clamp_min(0)
         cov = box_filter(shifted * e_vis, window) - mu_s * mu_v
-        ncc = cov / torch.sqrt(var_v * var_s + eps * eps)
-        ncc = ncc.clamp(-1.0, 1.0)
-    assert ncc.shape == (b, k, hh, ww)
-    return ncc
+        return (cov / torch.sqrt(var_v * var_s + eps * eps)).clamp(-1.0, 1.0)
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    from ..filters import gaussian_kernel1d
+    """Separable Gaussian blur of every channel, replicate border."""
     k = gaussian_kernel1d(2 * int(math.ceil(3 * sigma)) + 1, sigma, dtype=x.dtype, device=x.device)
     r = k.numel() // 2
     b, c, h, w = x.shape
@@ -90,15 +94,6 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
     y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
     return y.reshape(b, c, h, w)
-
-
-def _shift(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
-    """``out(p) = x(p + (dx, dy))``, replicate border."""
-    r = max(abs(dx), abs(dy))
-    if r == 0:
-        return x
-    h, w = x.shape[-2:]
-    return F.pad(x, (r, r, r, r), mode="replicate")[..., r + dy:r + dy + h, r + dx:r + dx + w]
 
 
 def mind_descriptor(x: torch.Tensor, sigma: float = 1.5, dist: int = 2) -> torch.Tensor:
@@ -110,8 +105,11 @@ def mind_descriptor(x: torch.Tensor, sigma: float = 1.5, dist: int = 2) -> torch
     is shared by the two modalities where their structures are, whatever the
     intensities or the contrast polarity.
     """
-    offs = [(dist, 0), (-dist, 0), (0, dist), (0, -dist)]
-    d = torch.cat([_blur((x - _shift(x, dx, dy)) ** 2, sigma) for dx, dy in offs], 1)
+    n = 2 * dist + 1
+    copies = _shifted_copies(x, dist)[:, :, 0]                          # (B, n*n, H, W)
+    # offsets (+dist, 0), (-dist, 0), (0, +dist), (0, -dist)
+    idx = [dist * n + 2 * dist, dist * n, 2 * dist * n + dist, dist]
+    d = _blur((x - copies[:, idx]) ** 2, sigma)
     v = d.mean(1, keepdim=True).clamp_min(1e-6)
     m = torch.exp(-d / v)
     return m / m.amax(1, keepdim=True)
@@ -125,25 +123,16 @@ def mind_cost_volume(ir: torch.Tensor, vis: torch.Tensor, radius: int = 4, level
     descriptors, averaged over a ``window`` box at that level; in [-1, 0],
     0 = identical.
     """
-    s = 2 ** level
+    _check(ir, vis, radius, level, window)
     with torch.autocast(device_type=ir.device.type, enabled=False):
-        m = mind_descriptor(torch.cat((ir, vis), 0).float())
-        if s > 1:
-            m = F.avg_pool2d(m, s)
-        m_ir, m_vis = m.chunk(2, 0)
-        r = int(radius)
-        out = [box_filter((_shift(m_ir, dx, dy) - m_vis).abs().mean(1, keepdim=True), window)
-               for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
-    return -torch.cat(out, 1)
+        m_ir, m_vis = _pooled(mind_descriptor(torch.cat((ir, vis), 0).float()), level).chunk(2, 0)
+        diff = (_shifted_copies(m_ir, int(radius)) - m_vis[:, None]).abs().mean(2)   # (B, K, h, w)
+        return -box_filter(diff, window)
 
 
 def cost_volume(ir: torch.Tensor, vis: torch.Tensor, descriptor: str = "edge_ncc", radius: int = 3,
                 level: int = 2, window: int = 3) -> torch.Tensor:
     """Dispatch: ``descriptor`` ``"edge_ncc"`` or ``"mind"``."""
-    s = 2 ** level
-    h, w = ir.shape[-2:]
-    if h % s or w % s:
-        raise ValueError(f"size {h}x{w} is not divisible by 2**level = {s}")
     if descriptor == "edge_ncc":
         return edge_cost_volume(ir, vis, radius, level, window)
     if descriptor == "mind":
