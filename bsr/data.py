@@ -402,7 +402,8 @@ def _nda_code_digest() -> str:
 
     from . import losses, warp
 
-    src = "".join(inspect.getsource(f) for f in (_nda_targets, losses.nda_search, warp.warp))
+    src = "".join(inspect.getsource(f) for f in (_nda_targets, losses.nda_search, losses.nda_consistency,
+                                                  warp.warp))
     return hashlib.sha256(src.encode()).hexdigest()[:16]
 
 
@@ -451,12 +452,16 @@ def _nda_targets(ir: torch.Tensor, vis: torch.Tensor, options: dict) -> dict:
     lr_check``, and likewise for ``delta_n``. Cross-modal matches are noisy; on
     RoadScene with a 5 px shift and 15 px windows this raises the share of
     targets within 1 px of the truth from 0.35 to 0.43 (docs/method.md).
+    ``consensus`` (optional, a dict of :func:`bsr.losses.nda_consistency`
+    keywords, e.g. ``{"tau": 1.5, "window": 33}``) then drops the targets that
+    disagree with the median of their neighbours.
     """
-    from .losses import nda_search
+    from .losses import nda_consistency, nda_search
     from .warp import warp
 
     opts = dict(options)
     tol = opts.pop("lr_check", 1.0)
+    consensus = opts.pop("consensus", None)
     ir, vis = ir.reshape(1, 1, *ir.shape[-2:]), vis.reshape(1, 1, *vis.shape[-2:])
     with torch.no_grad():
         tp = nda_search(ir, vis, **opts)   # phi_p: IR (moving) onto the visible image
@@ -468,6 +473,8 @@ def _nda_targets(ir: torch.Tensor, vis: torch.Tensor, options: dict) -> dict:
                 seen = warp(b_valid.to(a.delta.dtype), a.delta) > 0.99
                 return seen & ((a.delta + back).norm(dim=1, keepdim=True) < tol)
             vp, vn = tp.valid & agree(tp, tn, tn.valid), tn.valid & agree(tn, tp, tp.valid)
+        if consensus:
+            vp, vn = nda_consistency(tp.delta, vp, **consensus), nda_consistency(tn.delta, vn, **consensus)
     return {"nda_p": (tp.delta[0], vp[0]), "nda_n": (tn.delta[0], vn[0])}
 
 

@@ -11,6 +11,7 @@ function               paper
 =====================  ==========================================================
 :func:`nda_loss`       L_nda = L_di + L_an, Eq. 5-6 (returns the two terms)
 :func:`nda_search`     the non-differentiable neighbourhood search inside L_nda
+:func:`nda_consistency`  optional local-consensus filter of the targets (not in the paper)
 :func:`nda_from_targets`  the differentiable part of L_nda
 :func:`sobel_edge_loss`   Exp. I's plain Sobel edge loss (Table 4)
 :func:`epr_loss`       L_epr, supplement 6.4 reading of Eq. 7
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 
 from .filters import sobel, sobel_magnitude, ssim
 
-__all__ = ["edge_map", "NDATargets", "nda_search", "nda_from_targets", "nda_loss",
+__all__ = ["edge_map", "NDATargets", "nda_search", "nda_consistency", "nda_from_targets", "nda_loss",
            "sobel_edge_loss", "epr_loss", "ss_loss", "smooth_loss", "recon_loss",
            "correlation", "decomposition_loss", "fusion_loss"]
 
@@ -356,6 +357,53 @@ def _search_ncc(ef, em, r, mu, window, min_score, subpixel, reject_boundary, str
     vfull[..., ::st, ::st] = valid
     score[..., ::st, ::st] = best
     return NDATargets(delta, vfull, score)
+
+
+@torch.no_grad()
+def nda_consistency(delta: torch.Tensor, valid: torch.Tensor, tau: float = 1.5, window: int = 33,
+                    stride: int = 8, min_count: int = 8) -> torch.Tensor:
+    """Drop L_nda targets that disagree with the targets around them (a local-consensus filter).
+
+    Cross-modal matches fail in clusters of a few pixels (an IR edge matched to
+    the wrong visible edge), while the true displacement varies slowly. So
+    each target is compared with the component-wise median of the valid
+    targets in a ``window`` x ``window`` neighbourhood and kept only where
+    ``|delta(p) - median(p)| <= tau`` px. The medians are taken on a grid
+    every ``stride`` px and interpolated bilinearly (exact medians at every
+    pixel cost ``window**2`` times the image in memory); grid cells with
+    fewer than ``min_count`` valid targets keep none. This is not in the
+    paper (``docs/method_model_train.md``, "Consensus-filtered L_nda targets").
+
+    Args:
+        delta: (B, 2, H, W) targets (px). valid: (B, 1, H, W) bool.
+
+    Returns the filtered ``valid`` (a subset of ``valid``).
+    """
+    if delta.dim() != 4 or delta.shape[1] != 2 or valid.shape != (delta.shape[0], 1, *delta.shape[2:]):
+        raise ValueError(f"expected delta (B, 2, H, W) and valid (B, 1, H, W); got {tuple(delta.shape)} "
+                         f"and {tuple(valid.shape)}")
+    if tau <= 0 or window < 3 or window % 2 == 0 or stride < 1 or min_count < 1:
+        raise ValueError(f"need tau > 0, an odd window >= 3, stride >= 1, min_count >= 1; got tau={tau}, "
+                         f"window={window}, stride={stride}, min_count={min_count}")
+    b, _, h, w = delta.shape
+    r = window // 2
+    d = torch.where(valid, delta.float(), torch.full_like(delta, float("nan"), dtype=torch.float32))
+    cols = F.unfold(F.pad(d, (r, r, r, r), value=float("nan")), window, stride=stride)
+    gh, gw = (h - 1) // stride + 1, (w - 1) // stride + 1       # grid cell centres at 0, stride, ...
+    cols = cols.reshape(b, 2, window * window, gh, gw)
+    med = torch.nanmedian(cols, dim=2).values                   # (B, 2, gh, gw); NaN where none valid
+    enough = ((~torch.isnan(cols[:, 0])).sum(1) >= min_count)[:, None].float()
+    med = torch.nan_to_num(med) * enough
+    # bilinear interpolation between grid centres (pixel y sits at y / stride on the grid)
+    gy = torch.arange(h, dtype=torch.float32, device=delta.device) / stride
+    gx = torch.arange(w, dtype=torch.float32, device=delta.device) / stride
+    gy = gy / max(gh - 1, 1) * 2 - 1
+    gx = gx / max(gw - 1, 1) * 2 - 1
+    grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], -1)[None].expand(b, -1, -1, -1)
+    up = F.grid_sample(torch.cat((med, enough), 1), grid, mode="bilinear", padding_mode="border",
+                       align_corners=True)
+    near = (delta.float() - up[:, :2]).norm(dim=1, keepdim=True) <= tau
+    return valid & near & (up[:, 2:] > 0.999)
 
 
 def _parabola(sm: torch.Tensor, s0: torch.Tensor, sp: torch.Tensor) -> torch.Tensor:

@@ -94,6 +94,9 @@ class LossConfig:
                               # loader (the search depends only on the input pair), carried with each
                               # crop; the PDG branch gets them through the PDG ops. "search": every step.
     nda_lr_check: float | None = 1.0  # px; left-right consistency check of precomputed targets (None: off)
+    nda_consensus: float | None = None  # px; keep a precomputed target only within this distance of the median
+                              # of the targets around it (bsr.losses.nda_consistency; None: off, paper)
+    nda_consensus_window: int = 33  # px; the neighbourhood of that median
     nda_form: str = "vector"  # L_nda penalty: "vector" (Charbonnier of f - d: registers faster and is robust to
                               # the noisy cross-modal targets) | "polar" (Eq. 6 as printed: (|f|-|d|)^2 + angle)
                               # | "polar_l1" (| |f|-|d| | + angle); see bsr.losses.nda_from_targets
@@ -127,6 +130,9 @@ class LossConfig:
             raise ValueError(f"loss.nda_form must be one of {NDA_FORMS}; got {self.nda_form!r}")
         if self.ss_teacher not in SS_TEACHERS:
             raise ValueError(f"loss.ss_teacher must be one of {SS_TEACHERS}; got {self.ss_teacher!r}")
+        if self.nda_consensus is not None and self.nda_targets != "precomputed":
+            raise ValueError("loss.nda_consensus filters precomputed targets only: set loss.nda_targets: "
+                             "precomputed or loss.nda_consensus: null")
         if self.nda_pdg_targets not in ("search", "transfer"):
             raise ValueError(f"loss.nda_pdg_targets must be 'search' or 'transfer'; got {self.nda_pdg_targets!r}")
 
@@ -149,7 +155,10 @@ class LossConfig:
         """What the data loader needs to precompute L_nda targets (None: not needed)."""
         if self.alignment != "nda" or self.nda_targets != "precomputed":
             return None
-        return {**self.search_options(), "lr_check": self.nda_lr_check}
+        opts = {**self.search_options(), "lr_check": self.nda_lr_check}
+        if self.nda_consensus is not None:   # only when on, so the cache keys of other configs stay as they were
+            opts["consensus"] = {"tau": float(self.nda_consensus), "window": int(self.nda_consensus_window)}
+        return opts
 
 
 def variant_config(variant: str, **overrides) -> LossConfig:

@@ -94,6 +94,26 @@ class PhaseConfig:
     lr: float = 1e-4
     weight_decay: float = 0.01
 
+    def __post_init__(self):
+        # YAML 1.1 reads "3e-3" (no dot) as a string: take such strings as numbers, refuse the rest
+        for name in ("steps", "epochs", "lr", "weight_decay"):
+            v = getattr(self, name)
+            if isinstance(v, str):
+                try:
+                    v = float(v)
+                except ValueError:
+                    raise ValueError(f"phase {name} must be a number; got {v!r}") from None
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ValueError(f"phase {name} must be a number; got {v!r}")
+            if name == "steps" and v is not None:
+                if v != int(v):
+                    raise ValueError(f"phase steps must be a whole number; got {v!r}")
+                v = int(v)
+            setattr(self, name, v)
+        if self.lr is None or self.lr <= 0 or self.weight_decay is None or self.weight_decay < 0:
+            raise ValueError(f"phase lr must be > 0 and weight_decay >= 0; got lr={self.lr!r}, "
+                             f"weight_decay={self.weight_decay!r}")
+
 
 @dataclass
 class TrainConfig:

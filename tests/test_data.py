@@ -219,6 +219,24 @@ def test_precomputed_nda_targets_point_at_the_truth():
     assert item["nda_n_delta"][0][vn].median() < -2
 
 
+def test_consensus_filter_keeps_a_more_accurate_subset():
+    """loss.nda_consensus reaches the precomputed targets: a subset of the
+    unfiltered ones, with a smaller error against the truth."""
+    from bsr.objective import LossConfig
+
+    pairs = load_pairs("synthetic", synthetic={"n": 2, "size": [96, 128]})
+    plain, filt = [data.MisalignedCrops(pairs, (96, 128), "shift", 5, seed=0,
+                                        nda=LossConfig(nda_consensus=c).precompute_options())[0]
+                   for c in (None, 1.5)]
+    v0, v1 = plain["nda_p_valid"][0], filt["nda_p_valid"][0]
+    assert not (v1 & ~v0).any() and v1.sum() > 0.3 * v0.sum()
+    err = (plain["nda_p_delta"] - plain["flow_gt"]).norm(dim=0)
+    assert err[v1].mean() < err[v0].mean()
+    assert "consensus" not in LossConfig().precompute_options()      # off by default: the paper
+    with pytest.raises(ValueError, match="precomputed targets only"):
+        LossConfig(nda_consensus=1.5, nda_targets="search")
+
+
 def test_nda_target_cache(tmp_path, monkeypatch):
     """The on-disk cache returns exactly what the search returns, keys on the
     content and the options, recovers from a damaged file, and can be switched off."""

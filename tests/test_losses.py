@@ -6,12 +6,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bsr.filters import box_filter, gaussian_window, sobel, sobel_magnitude, ssim
 from bsr.losses import (correlation, decomposition_loss, edge_map, epr_loss, fusion_loss,
-                        nda_from_targets, nda_loss, nda_search, recon_loss, smooth_loss,
+                        nda_consistency, nda_from_targets, nda_loss, nda_search, recon_loss, smooth_loss,
                         sobel_edge_loss, ss_loss)
 from bsr.pdg import ProxyDataGenerator, seam_mask
 from bsr.simulate import shift
@@ -383,3 +384,47 @@ def test_nda_vector_form_is_robust_to_outlier_targets():
             assert err < tol, (form, c)
         else:
             assert err > 0.3, (form, c)
+
+
+def _radial_field(h, w, scale=0.05):
+    """A smooth zoom-like field (px): displacement grows linearly from the centre."""
+    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32) - (h - 1) / 2,
+                          torch.arange(w, dtype=torch.float32) - (w - 1) / 2, indexing="ij")
+    return torch.stack((scale * x, scale * y))[None]
+
+
+def test_nda_consistency_drops_outlier_clusters_and_keeps_inliers():
+    """Targets on a smooth field, 20 % of them replaced by 3x3 clusters of wrong
+    displacements (how cross-modal matches fail): the clusters go, the rest stays."""
+    g = torch.Generator().manual_seed(0)
+    h, w = 80, 96
+    truth = _radial_field(h, w)
+    valid = torch.rand(1, 1, h, w, generator=g) < 0.3
+    seeds = (torch.rand(1, 1, h, w, generator=g) < 0.02).float()
+    bad = F.max_pool2d(seeds, 3, stride=1, padding=1) > 0
+    wrong = truth + torch.randn(1, 2, 1, 1, generator=g).sign() * 4.0 + torch.randn(1, 2, h, w, generator=g)
+    delta = torch.where(bad, wrong, truth + 0.2 * torch.randn(1, 2, h, w, generator=g))
+    assert 0.1 < (bad & valid).float().sum() / valid.float().sum() < 0.4
+    keep = nda_consistency(delta, valid, tau=1.5, window=33, stride=8)
+    assert not (keep & ~valid).any()                                     # a subset
+    wrong_kept = (keep & bad & ((delta - truth).norm(dim=1, keepdim=True) > 1.5)).sum() / (valid & bad).sum()
+    assert wrong_kept < 0.1
+    assert (keep & ~bad).sum() / (valid & ~bad).sum() > 0.95
+    # a tighter threshold keeps fewer; the filter never adds
+    assert (nda_consistency(delta, valid, tau=0.5) & ~keep).sum() == 0
+
+
+def test_nda_consistency_needs_enough_neighbours_and_checks_input():
+    truth = _radial_field(64, 64)
+    sparse = torch.zeros(1, 1, 64, 64, dtype=torch.bool)
+    sparse[..., ::20, ::20] = True                      # at most 4 targets in any 33 x 33 window
+    assert not nda_consistency(truth, sparse, min_count=8).any()
+    assert nda_consistency(truth, sparse, min_count=1).sum() == sparse.sum()
+    dense = torch.ones(1, 1, 64, 64, dtype=torch.bool)
+    assert nda_consistency(truth, dense).all()          # a smooth field agrees with itself, borders too
+    with pytest.raises(ValueError, match="expected delta"):
+        nda_consistency(truth[:, :1], dense)
+    with pytest.raises(ValueError, match="odd window"):
+        nda_consistency(truth, dense, window=32)
+    with pytest.raises(ValueError, match="tau > 0"):
+        nda_consistency(truth, dense, tau=0)

@@ -72,6 +72,12 @@ def test_yaml_and_overrides(tmp_path):
     assert cfg.data["misalignment"]["level"] == 9
     with pytest.raises(FileNotFoundError):
         T.TrainConfig.from_yaml(tmp_path / "none.yaml")
+    # YAML reads 3e-3 (no dot) as a string: taken as the number; a word is refused by name
+    assert T.TrainConfig.from_yaml(p, ["phase1.lr=3e-3"]).phase1.lr == 3e-3
+    with pytest.raises(ValueError, match="phase lr must be a number"):
+        T.TrainConfig.from_yaml(p, ["phase1.lr=fast"])
+    with pytest.raises(ValueError, match="whole number"):
+        T.TrainConfig.from_yaml(p, ["phase1.steps=2.5"])
 
 
 def test_example_configs_load():
