@@ -8,6 +8,17 @@ task); otherwise IR onto IR. ``--corr R,L,W`` adds the edge-NCC cost volume
 (radius R, level L, window W; bsr.models.correlation).
 
     .venv/bin/python benchmarks/probe_supervised_registration.py --cross --corr 3,2,3
+
+``--train KIND:LEVEL`` trains instead on the training data's own fixed
+misalignment (``bsr.data.MisalignedCrops``: one field per whole image, 48 px
+crops, IR onto the visible image) and ``--eval`` scores the net on simulated
+test sets (whole pairs, 10 px margin): the supervised ceiling of a U-Net for
+the self-supervised runs (docs/method_model_train.md, "Consensus-filtered
+L_nda targets, and what limits the quick model"). ``--unet mid`` is a 4-level
+U-Net, 16-32-32-32 channels, two convolutions per block.
+
+    .venv/bin/python benchmarks/probe_supervised_registration.py --train dilate_crop:10 --corr 3,2,7 \
+        --steps 1500 --unet mid --eval results/quick/data/synthetic_dilate_crop10
 """
 import argparse
 import math
@@ -28,20 +39,59 @@ ap.add_argument("--corr", default=None, help="R,L,W[,BETA]: cost volume radius, 
 ap.add_argument("--descriptor", default="edge_ncc", choices=["edge_ncc", "mind"])
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--time-limit", type=float, default=600)
+ap.add_argument("--train", default=None, metavar="KIND:LEVEL",
+                help="train on MisalignedCrops with this fixed misalignment (IR onto VIS) instead")
+ap.add_argument("--unet", default="quick", choices=["quick", "mid"])
+ap.add_argument("--eval", nargs="*", default=[], help="simulated test sets to score after training")
 a = ap.parse_args()
+MID = {"enc_channels": [16, 32, 32, 32], "dec_channels": [32, 32, 32], "final_channels": [16], "convs_per_block": 2}
 
 torch.manual_seed(0)
 torch.set_num_threads(a.threads)
 pairs = load_pairs("synthetic", synthetic={"n": 32, "size": [128, 160]})
 irs = torch.stack([torch.from_numpy(p.ir)[None] for p in pairs])
 viss = torch.stack([torch.from_numpy(p.vis)[None] for p in pairs])
-cfg = dict(SIZES["quick"]["unet"])
+cfg = dict(SIZES["quick"]["unet"], **(MID if a.unet == "mid" else {}))
 if a.corr:
     v = a.corr.split(",")
     cfg["corr"] = {"descriptor": a.descriptor, "radius": int(v[0]), "level": int(v[1]), "window": int(v[2]),
                    "readout": float(v[3]) if len(v) > 3 else None}   # optional soft-argmax beta
 net = RegUNet(**cfg)
 opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+if a.train:
+    from bsr.data import MisalignedCrops, load_simulated
+
+    kind, level = a.train.split(":")
+    ds = MisalignedCrops(pairs, (48, 48), kind=kind, level=float(level), seed=0)
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True, drop_last=True,
+                                         generator=torch.Generator().manual_seed(0))
+    t0, hist, step = time.time(), [], 0
+    while step < a.steps:
+        ds.set_epoch(step)                      # new crop positions every epoch
+        for b in loader:
+            epe = (net(b["ir"], b["vis"])[:, :2] - b["flow_gt"]).norm(dim=1).mean()
+            opt.zero_grad()
+            epe.backward()
+            opt.step()
+            hist.append(epe.item())
+            step += 1
+            if step % 250 == 0 or step == a.steps:
+                print(f"step {step:5d}  training EPE(last 50) {sum(hist[-50:]) / len(hist[-50:]):.3f}  "
+                      f"{time.time() - t0:.0f} s", flush=True)
+            if step == a.steps:
+                break
+    net.eval()
+    for folder in a.eval:
+        errs, ids = [], []
+        for p in load_simulated(folder):
+            with torch.no_grad():
+                f = net(torch.from_numpy(p.ir)[None, None], torch.from_numpy(p.vis.reshape(p.ir.shape))[None, None])
+            gt = torch.from_numpy(p.flow_gt)
+            errs.append((f[0, :2] - gt).norm(dim=0)[10:-10, 10:-10].mean().item())
+            ids.append(gt.norm(dim=0)[10:-10, 10:-10].mean().item())
+        print(f"{folder}: EPE {sum(errs) / len(errs):.2f} px (identity {sum(ids) / len(ids):.2f}), "
+              f"{len(errs)} pairs", flush=True)
+    raise SystemExit(0)
 g = torch.Generator().manual_seed(1)
 t0 = time.time()
 hist = []

@@ -403,7 +403,7 @@ def _nda_code_digest() -> str:
     from . import losses, warp
 
     src = "".join(inspect.getsource(f) for f in (_nda_targets, losses.nda_search, losses.nda_consistency,
-                                                  warp.warp))
+                                                  losses._consensus_keep, losses._local_median, warp.warp))
     return hashlib.sha256(src.encode()).hexdigest()[:16]
 
 
@@ -454,7 +454,9 @@ def _nda_targets(ir: torch.Tensor, vis: torch.Tensor, options: dict) -> dict:
     targets within 1 px of the truth from 0.35 to 0.43 (docs/method.md).
     ``consensus`` (optional, a dict of :func:`bsr.losses.nda_consistency`
     keywords, e.g. ``{"tau": 1.5, "window": 33}``) then drops the targets that
-    disagree with the median of their neighbours.
+    disagree with the median of their neighbours; with ``"dense": True`` the
+    targets become that median of the kept targets at every pixel that has
+    enough of them around.
     """
     from .losses import nda_consistency, nda_search
     from .warp import warp
@@ -473,9 +475,12 @@ def _nda_targets(ir: torch.Tensor, vis: torch.Tensor, options: dict) -> dict:
                 seen = warp(b_valid.to(a.delta.dtype), a.delta) > 0.99
                 return seen & ((a.delta + back).norm(dim=1, keepdim=True) < tol)
             vp, vn = tp.valid & agree(tp, tn, tn.valid), tn.valid & agree(tn, tp, tp.valid)
-        if consensus:
-            vp, vn = nda_consistency(tp.delta, vp, **consensus), nda_consistency(tn.delta, vn, **consensus)
-    return {"nda_p": (tp.delta[0], vp[0]), "nda_n": (tn.delta[0], vn[0])}
+        dp, dn = tp.delta, tn.delta
+        if consensus and consensus.get("dense"):
+            (dp, vp), (dn, vn) = nda_consistency(dp, vp, **consensus), nda_consistency(dn, vn, **consensus)
+        elif consensus:
+            vp, vn = nda_consistency(dp, vp, **consensus), nda_consistency(dn, vn, **consensus)
+    return {"nda_p": (dp[0], vp[0]), "nda_n": (dn[0], vn[0])}
 
 
 def make_loader(data_cfg: dict, crop: tuple[int, int], batch_size: int, seed: int, split: str = "train",

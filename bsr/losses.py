@@ -361,7 +361,7 @@ def _search_ncc(ef, em, r, mu, window, min_score, subpixel, reject_boundary, str
 
 @torch.no_grad()
 def nda_consistency(delta: torch.Tensor, valid: torch.Tensor, tau: float = 1.5, window: int = 33,
-                    stride: int = 8, min_count: int = 8) -> torch.Tensor:
+                    stride: int = 8, min_count: int = 8, dense: bool = False):
     """Drop L_nda targets that disagree with the targets around them (a local-consensus filter).
 
     Cross-modal matches fail in clusters of a few pixels (an IR edge matched to
@@ -377,7 +377,11 @@ def nda_consistency(delta: torch.Tensor, valid: torch.Tensor, tau: float = 1.5, 
     Args:
         delta: (B, 2, H, W) targets (px). valid: (B, 1, H, W) bool.
 
-    Returns the filtered ``valid`` (a subset of ``valid``).
+    Returns the filtered ``valid`` (a subset of ``valid``). With ``dense``,
+    returns ``(field, support)`` instead: the median of the *filtered*
+    targets around every pixel (B, 2, H, W) and where it exists (B, 1, H, W),
+    a sparse-to-dense interpolation of the matches (in the spirit of
+    EpicFlow, Revaud et al., CVPR 2015) usable as targets in flat regions.
     """
     if delta.dim() != 4 or delta.shape[1] != 2 or valid.shape != (delta.shape[0], 1, *delta.shape[2:]):
         raise ValueError(f"expected delta (B, 2, H, W) and valid (B, 1, H, W); got {tuple(delta.shape)} "
@@ -385,6 +389,22 @@ def nda_consistency(delta: torch.Tensor, valid: torch.Tensor, tau: float = 1.5, 
     if tau <= 0 or window < 3 or window % 2 == 0 or stride < 1 or min_count < 1:
         raise ValueError(f"need tau > 0, an odd window >= 3, stride >= 1, min_count >= 1; got tau={tau}, "
                          f"window={window}, stride={stride}, min_count={min_count}")
+    keep = _consensus_keep(delta, valid, tau, window, stride, min_count)
+    if not dense:
+        return keep
+    median, support = _local_median(delta, keep, window, stride, min_count)
+    return median.to(delta.dtype), support
+
+
+def _consensus_keep(delta, valid, tau, window, stride, min_count):
+    median, support = _local_median(delta, valid, window, stride, min_count)
+    near = (delta.float() - median).norm(dim=1, keepdim=True) <= tau
+    return valid & near & support
+
+
+def _local_median(delta, valid, window, stride, min_count):
+    """Component-wise median of the valid targets in a window around every
+    pixel, on a ``stride`` grid, interpolated bilinearly; and where it exists."""
     b, _, h, w = delta.shape
     r = window // 2
     d = torch.where(valid, delta.float(), torch.full_like(delta, float("nan"), dtype=torch.float32))
@@ -402,8 +422,7 @@ def nda_consistency(delta: torch.Tensor, valid: torch.Tensor, tau: float = 1.5, 
     grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], -1)[None].expand(b, -1, -1, -1)
     up = F.grid_sample(torch.cat((med, enough), 1), grid, mode="bilinear", padding_mode="border",
                        align_corners=True)
-    near = (delta.float() - up[:, :2]).norm(dim=1, keepdim=True) <= tau
-    return valid & near & (up[:, 2:] > 0.999)
+    return up[:, :2], up[:, 2:] > 0.999
 
 
 def _parabola(sm: torch.Tensor, s0: torch.Tensor, sp: torch.Tensor) -> torch.Tensor:

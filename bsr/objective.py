@@ -97,6 +97,8 @@ class LossConfig:
     nda_consensus: float | None = None  # px; keep a precomputed target only within this distance of the median
                               # of the targets around it (bsr.losses.nda_consistency; None: off, paper)
     nda_consensus_window: int = 33  # px; the neighbourhood of that median
+    nda_consensus_dense: bool = False  # targets = that median of the kept targets at every pixel with enough
+                              # of them around (dense targets in flat regions; needs nda_consensus)
     nda_form: str = "vector"  # L_nda penalty: "vector" (Charbonnier of f - d: registers faster and is robust to
                               # the noisy cross-modal targets) | "polar" (Eq. 6 as printed: (|f|-|d|)^2 + angle)
                               # | "polar_l1" (| |f|-|d| | + angle); see bsr.losses.nda_from_targets
@@ -133,6 +135,12 @@ class LossConfig:
         if self.nda_consensus is not None and self.nda_targets != "precomputed":
             raise ValueError("loss.nda_consensus filters precomputed targets only: set loss.nda_targets: "
                              "precomputed or loss.nda_consensus: null")
+        if self.nda_consensus is not None and (self.nda_consensus <= 0 or self.nda_consensus_window < 3
+                                               or self.nda_consensus_window % 2 == 0):
+            raise ValueError(f"loss.nda_consensus must be > 0 px and nda_consensus_window an odd number >= 3; "
+                             f"got {self.nda_consensus}, {self.nda_consensus_window}")
+        if self.nda_consensus_dense and self.nda_consensus is None:
+            raise ValueError("loss.nda_consensus_dense needs loss.nda_consensus (the filter's threshold, px)")
         if self.nda_pdg_targets not in ("search", "transfer"):
             raise ValueError(f"loss.nda_pdg_targets must be 'search' or 'transfer'; got {self.nda_pdg_targets!r}")
 
@@ -156,8 +164,10 @@ class LossConfig:
         if self.alignment != "nda" or self.nda_targets != "precomputed":
             return None
         opts = {**self.search_options(), "lr_check": self.nda_lr_check}
-        if self.nda_consensus is not None:   # only when on, so the cache keys of other configs stay as they were
+        if self.nda_consensus is not None:   # only when on: the options of other configs stay as they were
             opts["consensus"] = {"tau": float(self.nda_consensus), "window": int(self.nda_consensus_window)}
+            if self.nda_consensus_dense:
+                opts["consensus"]["dense"] = True
         return opts
 
 

@@ -232,9 +232,18 @@ def test_consensus_filter_keeps_a_more_accurate_subset():
     assert not (v1 & ~v0).any() and v1.sum() > 0.3 * v0.sum()
     err = (plain["nda_p_delta"] - plain["flow_gt"]).norm(dim=0)
     assert err[v1].mean() < err[v0].mean()
+    dense = data.MisalignedCrops(pairs, (96, 128), "shift", 5, seed=0, nda=LossConfig(
+        nda_consensus=1.5, nda_consensus_dense=True).precompute_options())[0]
+    vd = dense["nda_p_valid"][0]
+    assert vd.sum() > 2 * v0.sum()                                   # flat pixels get targets too
+    assert (dense["nda_p_delta"] - dense["flow_gt"]).norm(dim=0)[vd].median() < 1.0
     assert "consensus" not in LossConfig().precompute_options()      # off by default: the paper
     with pytest.raises(ValueError, match="precomputed targets only"):
         LossConfig(nda_consensus=1.5, nda_targets="search")
+    with pytest.raises(ValueError, match="needs loss.nda_consensus"):
+        LossConfig(nda_consensus_dense=True)
+    with pytest.raises(ValueError, match="odd number"):
+        LossConfig(nda_consensus=1.5, nda_consensus_window=32)
 
 
 def test_nda_target_cache(tmp_path, monkeypatch):

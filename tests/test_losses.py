@@ -412,6 +412,11 @@ def test_nda_consistency_drops_outlier_clusters_and_keeps_inliers():
     assert (keep & ~bad).sum() / (valid & ~bad).sum() > 0.95
     # a tighter threshold keeps fewer; the filter never adds
     assert (nda_consistency(delta, valid, tau=0.5) & ~keep).sum() == 0
+    # dense: the median of the kept targets fills the flat pixels, close to the truth
+    field, support = nda_consistency(delta, valid, tau=1.5, dense=True)
+    assert field.shape == delta.shape and support.shape == valid.shape and support.float().mean() > 0.9
+    err = (field - truth).norm(dim=1, keepdim=True)[support]
+    assert err.median() < 0.3 and (err < 1.0).float().mean() > 0.95
 
 
 def test_nda_consistency_needs_enough_neighbours_and_checks_input():
