@@ -61,7 +61,9 @@ opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
 if a.train:
     from bsr.data import MisalignedCrops, load_simulated
 
-    kind, level = a.train.split(":")
+    kind, _, level = a.train.partition(":")
+    if not level:
+        ap.error(f"--train expects KIND:LEVEL, e.g. dilate_crop:10; got {a.train!r}")
     ds = MisalignedCrops(pairs, (48, 48), kind=kind, level=float(level), seed=0)
     loader = torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(0))
@@ -78,8 +80,11 @@ if a.train:
             if step % 250 == 0 or step == a.steps:
                 print(f"step {step:5d}  training EPE(last 50) {sum(hist[-50:]) / len(hist[-50:]):.3f}  "
                       f"{time.time() - t0:.0f} s", flush=True)
-            if step == a.steps:
+            if step == a.steps or time.time() - t0 > a.time_limit:
                 break
+        if time.time() - t0 > a.time_limit:
+            print("time limit at step", step)
+            break
     net.eval()
     for folder in a.eval:
         errs, ids = [], []

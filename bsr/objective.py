@@ -135,10 +135,13 @@ class LossConfig:
         if self.nda_consensus is not None and self.nda_targets != "precomputed":
             raise ValueError("loss.nda_consensus filters precomputed targets only: set loss.nda_targets: "
                              "precomputed or loss.nda_consensus: null")
-        if self.nda_consensus is not None and (self.nda_consensus <= 0 or self.nda_consensus_window < 3
-                                               or self.nda_consensus_window % 2 == 0):
-            raise ValueError(f"loss.nda_consensus must be > 0 px and nda_consensus_window an odd number >= 3; "
-                             f"got {self.nda_consensus}, {self.nda_consensus_window}")
+        tau, win = self.nda_consensus, self.nda_consensus_window
+        if tau is not None and (isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0
+                                or isinstance(win, bool) or not isinstance(win, int) or win < 3 or win % 2 == 0):
+            raise ValueError(f"loss.nda_consensus must be a number > 0 (px) and nda_consensus_window an odd "
+                             f"number >= 3; got {tau!r}, {win!r}")
+        if not isinstance(self.nda_consensus_dense, bool):
+            raise ValueError(f"loss.nda_consensus_dense must be true or false; got {self.nda_consensus_dense!r}")
         if self.nda_consensus_dense and self.nda_consensus is None:
             raise ValueError("loss.nda_consensus_dense needs loss.nda_consensus (the filter's threshold, px)")
         if self.nda_pdg_targets not in ("search", "transfer"):
@@ -164,7 +167,7 @@ class LossConfig:
         if self.alignment != "nda" or self.nda_targets != "precomputed":
             return None
         opts = {**self.search_options(), "lr_check": self.nda_lr_check}
-        if self.nda_consensus is not None:   # only when on: the options of other configs stay as they were
+        if self.nda_consensus is not None:   # the key only when on (the cache key also digests the code)
             opts["consensus"] = {"tau": float(self.nda_consensus), "window": int(self.nda_consensus_window)}
             if self.nda_consensus_dense:
                 opts["consensus"]["dense"] = True

@@ -30,6 +30,8 @@ import copy
 import csv
 import dataclasses
 import math
+import math
+import numbers
 import os
 import sys
 import time
@@ -103,8 +105,9 @@ class PhaseConfig:
                     v = float(v)
                 except ValueError:
                     raise ValueError(f"phase {name} must be a number; got {v!r}") from None
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise ValueError(f"phase {name} must be a number; got {v!r}")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real)
+                                  or not math.isfinite(v)):
+                raise ValueError(f"phase {name} must be a finite number; got {v!r}")
             if name == "steps" and v is not None:
                 if v != int(v):
                     raise ValueError(f"phase steps must be a whole number; got {v!r}")

@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -13,7 +18,8 @@
 #
 # B-SR trained on the 5 px dilate-crop misalignment, tested at every
 # dilate-crop level of the profile (paper: 5, 10, 20, 30, 50 px), beside the
-# classical registration baselines. What the paper lacks is added: the
+# classical registration baselines (and any extra B-SR runs of the profile,
+# labelled with what they were trained on). What the paper lacks is added: the
 # registration error against the ground truth at each level, one line per method.
 
 # %% tags=["parameters"]
@@ -23,6 +29,7 @@ checkpoint_dir = None
 out_dir = None
 seeds = [0]
 run = "demo"               # the run trained on dilate-crop 5 px
+extra_runs = {}            # label -> run: more B-SR lines (e.g. a model trained at another level)
 registration = [["ECC", "GFF"], ["TV-L1", "GFF"]]
 limit = None
 device = "cpu"
@@ -39,8 +46,9 @@ data_dir, checkpoint_dir, info = study.inputs(data_dir, checkpoint_dir)
 out_dir = Path(out_dir or tempfile.mkdtemp(prefix="bsr_robust_"))
 levels = {n: i["level"] for n, i in info.items() if i["kind"] == "dilate_crop"}
 sets = study.load_sets(data_dir, sorted(levels, key=levels.get), limit=limit)
-methods = study.build_methods([], registration, {study.BSR_LABEL: study.checkpoint_paths(checkpoint_dir, run, seeds)},
-                              device=device)
+learned = {study.BSR_LABEL: study.checkpoint_paths(checkpoint_dir, run, seeds)}
+learned.update({label: study.checkpoint_paths(checkpoint_dir, r, seeds) for label, r in extra_runs.items()})
+methods = study.build_methods([], registration, learned, device=device)
 scores = study.score(sets, methods, out_dir / "images" / "robustness")
 scores["level"] = scores["set"].map(levels)
 

@@ -433,3 +433,22 @@ def test_nda_consistency_needs_enough_neighbours_and_checks_input():
         nda_consistency(truth, dense, window=32)
     with pytest.raises(ValueError, match="tau > 0"):
         nda_consistency(truth, dense, tau=0)
+
+
+def test_nda_consistency_dense_median_is_exact_on_a_linear_field():
+    """All targets valid on a linear field, sizes not multiples of the stride:
+    where a pixel's grid neighbours have complete windows, the interpolated
+    median equals the field (the grid and the interpolation line up); a batch
+    gives what its samples give one by one."""
+    h, w, stride, window = 67, 75, 8, 33
+    truth = _radial_field(h, w, scale=0.07)
+    valid = torch.ones(1, 1, h, w, dtype=torch.bool)
+    field, support = nda_consistency(truth, valid, tau=10.0, window=window, stride=stride, dense=True)
+    assert support.all()
+    inner = slice(window // 2 + stride, -(window // 2 + stride))   # grid neighbours with complete windows
+    assert (field - truth)[..., inner, inner].abs().max() < 1e-4
+    other = truth.flip(-1) * 0.5
+    both = nda_consistency(torch.cat((truth, other)), valid.expand(2, -1, -1, -1), tau=1.0, dense=True)
+    one = [nda_consistency(t[None], valid, tau=1.0, dense=True) for t in (truth[0], other[0])]
+    assert torch.equal(both[0], torch.cat((one[0][0], one[1][0])))
+    assert torch.equal(both[1], torch.cat((one[0][1], one[1][1])))

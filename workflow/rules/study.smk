@@ -39,7 +39,7 @@ rule robustness:
     input:
         nb="notebooks/04_robustness.ipynb",
         data=DATA,
-        ck=checkpoints([S.get("robustness", "bsr_dilate5")]),
+        ck=checkpoints([S.get("robustness", "bsr_dilate5")] + list(S.get("robustness_extra", {}).values())),
     output:
         tables=[report(R / "tables" / f"{t}.md", category="04 robustness") for t in ("table6", "robustness_epe")],
         figures=[report(R / "figures" / f"{f}.png", category="04 robustness")
@@ -49,7 +49,7 @@ rule robustness:
         nb=R / "notebooks" / "04_robustness.ipynb",
     params:
         nb=lambda w: nb_params(**COMMON, **paths(data_dir=DATA, checkpoint_dir=R / "checkpoints", out_dir=R),
-                               run=S.get("robustness", "bsr_dilate5"),
+                               run=S.get("robustness", "bsr_dilate5"), extra_runs=S.get("robustness_extra", {}),
                                registration=[r for r in BASELINES["registration"] if r[0] != "phase"]),
     threads: P.get("threads", 1)
     shell:
