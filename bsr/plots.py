@@ -145,6 +145,7 @@ def metric_lines(df, x: str, y: str, hue: str, title: str = "", ylabel: str | No
     ax.set_ylabel(ylabel or y)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    # below the axes: with long labels or many methods a legend inside hides lines and ticks
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     fig.tight_layout()
     return fig

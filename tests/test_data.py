@@ -244,6 +244,10 @@ def test_consensus_filter_keeps_a_more_accurate_subset():
         LossConfig(nda_consensus_dense=True)
     with pytest.raises(ValueError, match="odd number"):
         LossConfig(nda_consensus=1.5, nda_consensus_window=32)
+    with pytest.raises(ValueError, match="a number > 0"):
+        LossConfig(nda_consensus=True)                  # YAML `true` is not a threshold
+    with pytest.raises(ValueError, match="true or false"):
+        LossConfig(nda_consensus=1.5, nda_consensus_dense="false")
 
 
 def test_nda_target_cache(tmp_path, monkeypatch):

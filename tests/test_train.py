@@ -78,6 +78,8 @@ def test_yaml_and_overrides(tmp_path):
         T.TrainConfig.from_yaml(p, ["phase1.lr=fast"])
     with pytest.raises(ValueError, match="whole number"):
         T.TrainConfig.from_yaml(p, ["phase1.steps=2.5"])
+    with pytest.raises(ValueError, match="finite number"):
+        T.TrainConfig.from_yaml(p, ["phase1.lr=.nan"])
 
 
 def test_example_configs_load():
