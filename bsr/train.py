@@ -30,7 +30,6 @@ import copy
 import csv
 import dataclasses
 import math
-import math
 import numbers
 import os
 import sys
