@@ -3,7 +3,10 @@
 Prints, per method, the mean EPE (px) with each test pair as given and under
 whole-image flips (``bsr.diagnostics.transformed_epe``), then on off-centre
 windows next to the identity's EPE on the same windows
-(``bsr.diagnostics.windowed_epe``). Phase correlation is the reference.
+(``bsr.diagnostics.windowed_epe``), then the field's gain on the ground truth
+(``bsr.diagnostics.field_gain``: 1 = the full displacement) over all pixels, at
+the pixels that get an L_nda training target (``LossConfig`` defaults) and
+elsewhere. Phase correlation is the reference.
 
     .venv/bin/python benchmarks/content_check.py results/quick/data/synthetic_dilate_crop10 \\
         results/quick/checkpoints/bsr_dilate5/seed0/final.pt [--limit 20] [--no-phase]
@@ -15,7 +18,9 @@ import torch
 
 from bsr import study
 from bsr.data import load_simulated
-from bsr.diagnostics import summarize_transformed, transformed_epe, windowed_epe
+from bsr.data import cached_nda_targets
+from bsr.diagnostics import field_gain, summarize_transformed, transformed_epe, windowed_epe
+from bsr.objective import LossConfig
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("set_dir", help="a simulated test set (bsr simulate)")
@@ -31,9 +36,16 @@ methods = study.build_methods(registration=[] if a.no_phase else [["phase", "ave
                               checkpoints={c: [c] for c in a.checkpoints})
 methods["identity"] = [lambda ir, vis: {"flow": np.zeros((2, *ir.shape), np.float32)}]
 print(f"{a.set_dir}: {len(pairs)} pairs")
+options = LossConfig().precompute_options()
+target_px = [cached_nda_targets(torch.from_numpy(p.ir), torch.from_numpy(p.vis.reshape(p.ir.shape)),
+                                options)["nda_p"][1][0].numpy() for p in pairs]
 for name, (fn,) in methods.items():
     flips = summarize_transformed(transformed_epe(fn, pairs))["EPE_mean"]
     win = windowed_epe(fn, pairs).groupby("window", sort=False)[["EPE_mean", "identity"]].mean()
     print(f"{name}\n  flips:   " + "  ".join(f"{k} {v:.3f}" for k, v in flips.items()))
-    print("  windows: " + "  ".join(f"{k} {r.EPE_mean:.3f} (identity {r.identity:.3f})" for k, r in win.iterrows()),
-          flush=True)
+    print("  windows: " + "  ".join(f"{k} {r.EPE_mean:.3f} (identity {r.identity:.3f})" for k, r in win.iterrows()))
+    fields = [np.asarray(fn(p.ir, p.vis)["flow"]) for p in pairs]
+    gain = {where: np.mean([field_gain(f, p.flow_gt, m) for f, p, m in zip(fields, pairs, masks)])
+            for where, masks in (("all", [None] * len(pairs)), ("at targets", target_px),
+                                 ("elsewhere", [~m for m in target_px]))}
+    print("  gain:    " + "  ".join(f"{k} {v:.3f}" for k, v in gain.items()), flush=True)

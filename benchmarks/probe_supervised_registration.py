@@ -14,8 +14,9 @@ misalignment (``bsr.data.MisalignedCrops``: one field per whole image, 48 px
 crops, IR onto the visible image) and ``--eval`` scores the net on simulated
 test sets (whole pairs, 10 px margin): the supervised ceiling of a U-Net for
 the self-supervised runs (docs/method_model_train.md, "Consensus-filtered
-L_nda targets, and what limits the quick model"). ``--unet mid`` is a 4-level
-U-Net, 16-32-32-32 channels, two convolutions per block.
+L_nda targets, and what limits the quick model"). ``--unet mid`` is the larger
+U-Net of the `quick` profile's run ``bsr_dilate10_mid`` (4 levels,
+16-32-32-32 channels, two convolutions per block).
 
     .venv/bin/python benchmarks/probe_supervised_registration.py --train dilate_crop:10 --corr 3,2,7 \
         --steps 1500 --unet mid --eval results/quick/data/synthetic_dilate_crop10
@@ -44,7 +45,10 @@ ap.add_argument("--train", default=None, metavar="KIND:LEVEL",
 ap.add_argument("--unet", default="quick", choices=["quick", "mid"])
 ap.add_argument("--eval", nargs="*", default=[], help="simulated test sets to score after training")
 a = ap.parse_args()
-MID = {"enc_channels": [16, 32, 32, 32], "dec_channels": [32, 32, 32], "final_channels": [16], "convs_per_block": 2}
+if a.unet == "mid":   # the larger U-Net as the quick profile defines it (one place)
+    from bsr.config import load_profile
+
+    MID = {k: v for k, v in load_profile("quick")["runs"]["bsr_dilate10_mid"]["model"]["unet"].items() if k != "corr"}
 
 torch.manual_seed(0)
 torch.set_num_threads(a.threads)
@@ -60,6 +64,7 @@ net = RegUNet(**cfg)
 opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
 if a.train:
     from bsr.data import MisalignedCrops, load_simulated
+    from bsr.metrics import registration_metrics
 
     kind, _, level = a.train.partition(":")
     if not level:
@@ -91,9 +96,8 @@ if a.train:
         for p in load_simulated(folder):
             with torch.no_grad():
                 f = net(torch.from_numpy(p.ir)[None, None], torch.from_numpy(p.vis.reshape(p.ir.shape))[None, None])
-            gt = torch.from_numpy(p.flow_gt)
-            errs.append((f[0, :2] - gt).norm(dim=0)[10:-10, 10:-10].mean().item())
-            ids.append(gt.norm(dim=0)[10:-10, 10:-10].mean().item())
+            errs.append(registration_metrics(f[0, :2].numpy(), p.flow_gt, margin=10)["EPE_mean"])
+            ids.append(registration_metrics(0 * p.flow_gt, p.flow_gt, margin=10)["EPE_mean"])
         print(f"{folder}: EPE {sum(errs) / len(errs):.2f} px (identity {sum(ids) / len(ids):.2f}), "
               f"{len(errs)} pairs", flush=True)
     raise SystemExit(0)

@@ -29,7 +29,8 @@ import torch
 from .metrics import registration_metrics
 from .pdg import OP_NAMES, SHAPE_PRESERVING, PDGOps, ProxyDataGenerator
 
-__all__ = ["transformed_epe", "summarize_transformed", "windowed_epe", "WINDOWS", "nda_target_accuracy"]
+__all__ = ["transformed_epe", "summarize_transformed", "windowed_epe", "WINDOWS", "nda_target_accuracy",
+           "field_gain"]
 
 
 def _field(method, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
@@ -83,6 +84,24 @@ def summarize_transformed(table: pd.DataFrame, key: str = "EPE_mean") -> pd.Data
     s = table.groupby("op", sort=False)[key].mean()
     base = s.get("identity", np.nan)
     return pd.DataFrame({key: s, "ratio_to_as_given": s / base if base > 0 else np.nan})
+
+
+def field_gain(flow: np.ndarray, flow_gt: np.ndarray, mask: np.ndarray | None = None, margin: int = 10) -> float:
+    """How much of the true displacement a field predicts: the least-squares
+    slope ``sum(f . g) / sum(g . g)`` of the predicted field ``f`` on the
+    ground truth ``g`` over the pixels inside ``margin`` (and ``mask``, (H, W)
+    bool, if given). 1 = the full displacement, 0 = none (or unrelated), 0.2 =
+    a field shrunk to a fifth. NaN where ``g`` is zero there."""
+    f, g = np.asarray(flow, dtype=np.float64), np.asarray(flow_gt, dtype=np.float64)
+    if f.shape != g.shape or f.ndim != 3 or f.shape[0] != 2:
+        raise ValueError(f"expected two (2, H, W) fields of one shape; got {f.shape} and {g.shape}")
+    h, w = g.shape[1:]
+    keep = np.zeros((h, w), bool)
+    keep[margin:h - margin, margin:w - margin] = True
+    if mask is not None:
+        keep &= np.asarray(mask, bool)
+    den = float((g[:, keep] ** 2).sum())
+    return float((f[:, keep] * g[:, keep]).sum() / den) if den > 0 else float("nan")
 
 
 # windows as (top, bottom, left, right) fractions of the pair

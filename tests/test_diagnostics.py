@@ -142,3 +142,20 @@ def test_windowed_epe_exposes_a_centre_radial_guess():
     assert np.allclose(z["EPE_mean"], z["identity"])
     with pytest.raises(ValueError, match="too small"):
         windowed_epe(constant(0.0), [pair], windows={"tiny": (0, 0.1, 0, 0.1)})
+
+
+def test_field_gain_is_the_share_of_the_displacement_predicted():
+    from bsr.diagnostics import field_gain
+
+    g = np.random.default_rng(0).normal(size=(2, 40, 50)).astype(np.float32)
+    assert field_gain(g, g) == pytest.approx(1.0)
+    assert field_gain(0.2 * g, g) == pytest.approx(0.2)
+    assert field_gain(np.zeros_like(g), g) == 0.0
+    mask = np.zeros((40, 50), bool)
+    mask[:, :25] = True
+    half = np.where(mask, g, 0.5 * g)
+    assert field_gain(half, g, mask) == pytest.approx(1.0)
+    assert field_gain(half, g, ~mask) == pytest.approx(0.5)
+    assert np.isnan(field_gain(g, np.zeros_like(g)))
+    with pytest.raises(ValueError, match="two \\(2, H, W\\) fields"):
+        field_gain(g[:1], g[:1])
