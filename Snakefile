@@ -9,12 +9,13 @@
 # `override` (YAML) is deep-merged into the profile; REPORT.md records it.
 # The profile is validated against bsr/data_files/profile_schema.yaml first.
 import json
-import shlex
 import sys
 from pathlib import Path
 
-from bsr.config import deep_merge, load_profile, parse_override
+from bsr.config import check_config_keys, deep_merge, load_profile, parse_override
+from bsr.workflow import notebook_shell
 
+check_config_keys(config)   # a typo (profle=test) must not silently run the default profile
 PROFILE_FILE = config.get("profile_file") or f"config/{config.get('profile', 'quick')}.yaml"
 OVERRIDE = parse_override(config.get("override"))
 P = load_profile(PROFILE_FILE, override=OVERRIDE)
@@ -25,8 +26,12 @@ SEEDS = P.get("seeds", [0])
 
 
 def nb_params(**params):
-    """Notebook parameters as one shell-quoted JSON argument."""
-    return shlex.quote(json.dumps(params, sort_keys=True))
+    """Notebook parameters as one JSON string (NB_SHELL shell-quotes it)."""
+    return json.dumps(params, sort_keys=True)
+
+
+# The one shell line of every notebook rule: every value quoted (bsr.workflow.notebook_shell).
+NB_SHELL = notebook_shell(PY, cwd="notebooks")
 
 
 include: "workflow/rules/simulate.smk"

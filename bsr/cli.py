@@ -7,6 +7,7 @@ dispatches, so ``bsr --help`` stays fast (no torch import).
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -38,13 +39,37 @@ def main(argv: list[str] | None = None) -> int:
     if cmd not in COMMANDS:
         print(f"bsr: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[cmd][0])
+    # every failure is one line on stderr and a non-zero exit, never a traceback
+    # (BSR_TRACEBACK=1 re-raises, for debugging)
     try:
+        module = importlib.import_module(COMMANDS[cmd][0])
         return int(module.main(rest) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        # user-facing errors: one clear line, no traceback
-        print(f"bsr {cmd}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"bsr {cmd}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit:      # argparse's usage errors and --help: already reported
+        raise
+    except BaseException as e:  # noqa: BLE001
+        if os.environ.get("BSR_TRACEBACK"):
+            raise
+        print(f"bsr {cmd}: error: {error_line(e)}", file=sys.stderr)
         return 1
+
+
+def error_line(e: BaseException) -> str:
+    """The message of a failure: a file error names its file; a user-facing error
+    (ValueError and kin) is its own message; anything else is its type and the
+    first line of its text."""
+    if isinstance(e, MemoryError):
+        return "out of memory (MemoryError)"
+    if isinstance(e, OSError) and e.filename is not None:
+        files = f"{e.filename} -> {e.filename2}" if e.filename2 is not None else f"{e.filename}"
+        return f"{files}: {e.strerror or type(e).__name__}"
+    text = str(e).strip()
+    if isinstance(e, (ValueError, OSError)) and text:
+        return text
+    first = text.splitlines()[0] if text else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["ConfigError", "schema", "validate_profile", "load_profile", "deep_merge", "parse_override"]
+__all__ = ["ConfigError", "schema", "validate_profile", "load_profile", "deep_merge", "parse_override",
+           "check_config_keys", "WORKFLOW_CONFIG_KEYS"]
 
 
 class ConfigError(ValueError):
@@ -39,6 +40,23 @@ def validate_profile(cfg: dict, source: str = "profile") -> dict:
             lines.append(f"{where}: {e.message}")
         raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(lines))
     return cfg
+
+
+WORKFLOW_CONFIG_KEYS = ("profile", "profile_file", "override")
+
+
+def check_config_keys(config, known=WORKFLOW_CONFIG_KEYS) -> None:
+    """Refuse an unknown top-level key of the workflow's ``--config`` (a typo
+    such as ``profle=test`` would otherwise be ignored and run the default
+    profile). Raises :class:`ConfigError` naming it and the known keys."""
+    import difflib
+
+    unknown = sorted(str(k) for k in (config or {}) if k not in known)
+    if unknown:
+        hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, n=1)) else repr(k)
+                 for k in unknown]
+        raise ConfigError(f"unknown --config key{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+                          f"known keys: {', '.join(known)}")
 
 
 def deep_merge(base: dict, over: dict | None) -> dict:

@@ -520,14 +520,23 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     base = resolve_data_root(args.root)
     names = args.names or sorted(p.name for p in base.iterdir() if p.is_dir())
+    if not names:
+        origin = "--root" if args.root else "BSR_DATA"
+        raise DataError(f"no datasets found: {base} (from {origin}) holds no dataset folders; expected "
+                        "<dataset>/ir and <dataset>/vi under it")
     status = 0
     for n in names:
         try:
             pairs = load_pairs(n, root=base)
+            if not pairs:
+                raise DataError("no image pairs")
             shapes = {p.shape for p in pairs}
             colour = sum(p.vis_cbcr is not None for p in pairs)
             print(f"{n:<14} {len(pairs):>5} pairs  sizes {min(shapes)}..{max(shapes)}  colour visible: {colour}")
-        except DataError as e:
-            print(f"{n:<14} unusable: {str(e).splitlines()[0]}")
+        except (DataError, OSError) as e:   # the whole message: e.g. the list of unpaired images
+            lines = str(e).splitlines() or [type(e).__name__]
+            print(f"{n:<14} unusable: {lines[0]}")
+            for line in lines[1:]:
+                print(f"{'':<15}{line}")
             status = 1
     return status

@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 __all__ = [
     "ImageReadError", "IMAGE_SUFFIXES", "read_image", "write_image", "rgb_to_ycbcr",
-    "ycbcr_to_rgb", "atomic_path", "save_npz", "to_uint8",
+    "ycbcr_to_rgb", "atomic_path", "save_npz", "to_uint8", "umask_mode",
 ]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -101,17 +101,44 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(img, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows
+    (``/proc/self/status``); elsewhere set and restored at once."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` less the umask: the permissions an ordinary ``open()``
+    (0o666) or ``mkdir()`` (0o777) would give. ``tempfile`` creates private
+    (0o600 / 0o700) entries; outputs renamed into place get this instead."""
+    return mode & ~_umask()
+
+
 @contextmanager
 def atomic_path(path, suffix: str | None = None):
     """Yield a temporary path next to ``path``; rename it to ``path`` on success.
 
     On an exception the temporary file is removed and ``path`` is untouched,
-    so no half-written output is ever left behind.
+    so no half-written output is ever left behind. The file gets the
+    permissions of an ordinary write (0o666 less the umask), not
+    ``mkstemp``'s private 0o600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, umask_mode(0o666))
+    finally:
+        os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)

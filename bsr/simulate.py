@@ -20,18 +20,60 @@ Kinds (the paper's two, plus one for augmentation and harder tests):
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
 
 from .warp import identity_grid, invert_flow, warp
 
-__all__ = ["shift", "dilate_crop", "random_smooth", "apply", "KINDS"]
+__all__ = ["shift", "dilate_crop", "random_smooth", "apply", "check_level", "KINDS"]
 
 
 def _check_ir(ir: torch.Tensor) -> None:
     if not isinstance(ir, torch.Tensor) or ir.ndim != 4:
         raise ValueError(f"ir must be a (B, C, H, W) tensor; got {getattr(ir, 'shape', type(ir))}")
+
+
+def _px(value, what: str) -> float:
+    """``value`` as a finite float (pixels); a bool, text or NaN/inf is refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{what} must be a number of pixels; got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{what} must be a finite number of pixels; got {v}")
+    return v
+
+
+def check_level(kind: str, level, size=None):
+    """Validate a misalignment ``level`` for ``kind`` (see :func:`apply`) and,
+    when ``size`` = (H, W) is given, against an image of that size.
+
+    Returns the level as an ``int`` when it is whole, else a ``float``.
+    Raises ``ValueError`` with a one-line message for a level that cannot be
+    applied as stated: not a finite number; a negative, non-integer (the crop
+    offset is whole pixels) or image-sized dilate-crop; a shift not smaller
+    than the image width; a negative or image-sized random translation.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown misalignment kind {kind!r}; expected one of {sorted(KINDS)}")
+    v = _px(level, f"{kind} level")
+    if kind == "dilate_crop":
+        if not v.is_integer():
+            raise ValueError(f"dilate_crop level must be a whole number of pixels; got {v:g}")
+        if v < 0:
+            raise ValueError(f"dilate_crop level must be >= 0; got {v:g}")
+    if kind == "random_smooth" and v < 0:
+        raise ValueError(f"random_smooth level (maximum translation) must be >= 0; got {v:g}")
+    if size is not None:
+        h, w = int(size[-2]), int(size[-1])
+        if kind == "shift" and abs(v) >= w:
+            raise ValueError(f"shift level {v:g} px moves the content out of the {w} px wide image; "
+                             f"|level| must be < {w}")
+        if kind in ("dilate_crop", "random_smooth") and v >= min(h, w):
+            raise ValueError(f"{kind} level {v:g} px is not smaller than the {w}x{h} px image; "
+                             f"it must be < {min(h, w)}")
+    return int(v) if v.is_integer() else v
 
 
 def shift(ir: torch.Tensor, dx: float, dy: float = 0.0):
@@ -42,6 +84,9 @@ def shift(ir: torch.Tensor, dx: float, dy: float = 0.0):
     """
     _check_ir(ir)
     b, _, h, w = ir.shape
+    dx, dy = _px(dx, "dx"), _px(dy, "dy")
+    if abs(dx) >= w or abs(dy) >= h:
+        raise ValueError(f"shift ({dx:g}, {dy:g}) px is not smaller than the image ({w}x{h} px)")
     flow = torch.empty(b, 2, h, w, dtype=ir.dtype, device=ir.device)
     flow[:, 0] = float(dx)
     flow[:, 1] = float(dy)
@@ -67,10 +112,15 @@ def dilate_crop(ir: torch.Tensor, d: int):
     (likewise for y with H).
     """
     _check_ir(ir)
-    d = int(d)
+    v = _px(d, "d")
+    if not v.is_integer():   # int() would apply 2.5 as 2 while the caller records 2.5
+        raise ValueError(f"d must be a whole number of pixels; got {v:g}")
+    d = int(v)
     if d < 0:
         raise ValueError(f"d must be >= 0; got {d}")
     b, c, h, w = ir.shape
+    if d >= min(h, w):
+        raise ValueError(f"d must be smaller than the image ({w}x{h} px); got {d}")
     if d == 0:
         return ir.clone(), torch.zeros(b, 2, h, w, dtype=ir.dtype, device=ir.device)
     big = F.interpolate(ir, size=(h + d, w + d), mode="bilinear", align_corners=False)
@@ -115,6 +165,8 @@ def random_smooth(ir: torch.Tensor, max_shift: float = 5.0, max_rotation_deg: fl
     """
     _check_ir(ir)
     b, _, h, w = ir.shape
+    if not 0 <= _px(max_shift, "max_shift") < min(h, w):
+        raise ValueError(f"max_shift must be >= 0 and smaller than the image ({w}x{h} px); got {max_shift}")
     dt, dev = ir.dtype, ir.device
 
     def u(*shape):
@@ -147,11 +199,14 @@ KINDS = {"shift", "dilate_crop", "random_smooth", "none"}
 def apply(ir: torch.Tensor, kind: str, level: float = 0.0, generator: torch.Generator | None = None):
     """Dispatch by name: ``kind`` in ``KINDS``; ``level`` is s (px) for
     ``shift`` (horizontal), d (px) for ``dilate_crop`` and the maximum
-    translation for ``random_smooth``."""
+    translation for ``random_smooth``. The level is checked first
+    (:func:`check_level`, against the image size)."""
+    _check_ir(ir)
+    level = check_level(kind, level, ir.shape[-2:])
     if kind == "shift":
         return shift(ir, level, 0.0)
     if kind == "dilate_crop":
-        return dilate_crop(ir, int(level))
+        return dilate_crop(ir, level)
     if kind == "random_smooth":
         return random_smooth(ir, max_shift=level, generator=generator)
     if kind == "none":

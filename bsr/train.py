@@ -14,7 +14,9 @@ loss term per step, written as it goes), ``last.pt`` (the latest checkpoint,
 rewritten every ``ckpt_every`` steps, atomically), ``phase1.pt`` (end of
 phase 1) and ``final.pt``. A checkpoint holds the model config and weights
 (loadable with :func:`bsr.model.load_checkpoint`), plus optimizer, scaler and
-RNG state for resuming.
+RNG state for resuming: tensors and plain values only, read with
+``torch.load(weights_only=True)``. ``bsr train`` resumes only a run of the
+same config (``resume="same"``); ``--resume`` continues a changed one.
 
 Determinism: the data order and crops of each epoch, and the PDG's random ops
 of each step, come from generators seeded by (seed, phase, epoch/step), so a
@@ -45,7 +47,8 @@ import yaml
 
 from .config import deep_merge
 from .io import atomic_path
-from .model import BSR, CHECKPOINT_FORMAT, SIZES, complete_model_config, model_config
+from .model import (BSR, CHECKPOINT_FORMAT, SIZES, complete_model_config, load_state_checked, model_config,
+                    read_checkpoint)
 from .objective import VARIANTS, LossConfig, Objective, variant_config
 
 __all__ = ["ModelSpec", "PhaseConfig", "TrainConfig", "NonFiniteLossError", "train", "main",
@@ -155,7 +158,10 @@ class TrainConfig:
                     raise ValueError(f"config key {name!r} must be a mapping")
                 base = dataclasses.asdict(cls.__dataclass_fields__[name].default_factory())
                 base.update(_fields_from(sub, kw[name], name + "."))
-                kw[name] = sub(**base)
+                try:
+                    kw[name] = sub(**base)
+                except ValueError as e:
+                    raise ValueError(f"config key {name!r}: {e}") from None
         if "data" in kw:
             kw["data"] = _merge_data(kw["data"])
         cfg = cls(**kw)
@@ -170,7 +176,11 @@ class TrainConfig:
         try:
             d = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML ({e})") from None
+            raise ValueError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a text (YAML) file") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: a training config must be a mapping; got {type(d).__name__}")
         for item in overrides or []:
             apply_override(d, item)
         return cls.from_dict(d)
@@ -179,6 +189,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
+        self._check_types()
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
         self.loss_config()
@@ -204,6 +215,59 @@ class TrainConfig:
         parse_crop(self.crop)
         if not isinstance(self.data, dict) or "name" not in self.data:
             raise ValueError("data must be a mapping with at least a `name`")
+        if not isinstance(self.data["name"], str):
+            raise ValueError(f"config key 'data.name' must be a dataset name; got {self.data['name']!r}")
+
+    def _check_types(self) -> None:
+        """Each field's type, with the key named (``--set batch_size=abc`` must not fail deep inside)."""
+        for name in ("pdg_n", "batch_size", "seed", "threads", "log_every", "ckpt_every", "num_workers"):
+            v = getattr(self, name)
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ValueError(f"config key {name!r} must be a whole number; got {v!r}")
+            setattr(self, name, int(v))
+        for name in ("seed", "threads", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"config key {name!r} must be >= 0; got {getattr(self, name)}")
+        for name in ("deterministic", "grad_checkpoint", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"config key {name!r} must be true or false; got {getattr(self, name)!r}")
+        gc = self.grad_clip
+        if gc is not None and (isinstance(gc, bool) or not isinstance(gc, numbers.Real) or not math.isfinite(gc)
+                               or gc < 0):
+            raise ValueError(f"config key 'grad_clip' must be a number >= 0 or null; got {gc!r}")
+        for name in ("variant", "device", "amp_dtype"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"config key {name!r} must be a string; got {getattr(self, name)!r}")
+        if not isinstance(self.out_dir, (str, os.PathLike)) or str(self.out_dir) == "":
+            raise ValueError(f"config key 'out_dir' must be a folder path; got {self.out_dir!r}")
+        if self.loss is not None and not isinstance(self.loss, dict):
+            raise ValueError(f"config key 'loss' must be a mapping; got {self.loss!r}")
+        types = {f.name: {t.strip() for t in str(f.type).split("|")} for f in dataclasses.fields(LossConfig)}
+        for k, v in (self.loss or {}).items():
+            want = types.get(k)
+            if not want or v is None and "None" in want:
+                continue                     # an unknown key is named by LossConfig
+            if "float" in want and isinstance(v, str):
+                try:                         # YAML 1.1 reads 3e-3 (no dot) as a string
+                    v = self.loss[k] = float(v)
+                except ValueError:
+                    pass
+            ok = ((isinstance(v, bool) and "bool" in want) or (isinstance(v, str) and "str" in want)
+                  or (not isinstance(v, bool) and isinstance(v, numbers.Integral) and want & {"int", "float"})
+                  or (not isinstance(v, bool) and isinstance(v, numbers.Real) and "float" in want)
+                  or (isinstance(v, dict) and "dict" in want))
+            if not ok:
+                raise ValueError(f"config key 'loss.{k}' must be of type {' or '.join(sorted(want))}; got {v!r}")
+        m = self.model
+        if not isinstance(m.size, str):
+            raise ValueError(f"config key 'model.size' must be one of {', '.join(SIZES)}; got {m.size!r}")
+        for name in ("unet", "ae"):
+            if getattr(m, name) is not None and not isinstance(getattr(m, name), dict):
+                raise ValueError(f"config key 'model.{name}' must be a mapping; got {getattr(m, name)!r}")
+        if m.fusion_rule is not None and not isinstance(m.fusion_rule, str):
+            raise ValueError(f"config key 'model.fusion_rule' must be a string; got {m.fusion_rule!r}")
 
     def loss_config(self) -> LossConfig:
         return variant_config(self.variant, **(self.loss or {}))
@@ -236,7 +300,10 @@ def apply_override(d: dict, item: str) -> None:
     if "=" not in item:
         raise ValueError(f"--set expects key=value; got {item!r}")
     key, raw = item.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ValueError(f"--set {key}: the value {raw!r} is not valid YAML ({' '.join(str(e).split())})") from None
     parts = key.strip().split(".")
     cur = d
     for p in parts[:-1]:
@@ -339,7 +406,11 @@ class BatchStream:
 # ----------------------------------------------------------------------------- checkpoints
 
 def _rng_state() -> dict:
-    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    """RNG states as tensors and plain values (a checkpoint loads with ``weights_only=True``)."""
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    st = {"torch": torch.get_rng_state(),
+          "numpy": {"kind": str(kind), "key": torch.from_numpy(np.asarray(key, dtype=np.int64)), "pos": int(pos),
+                    "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
@@ -347,25 +418,61 @@ def _rng_state() -> dict:
 
 def _set_rng_state(st: dict) -> None:
     torch.set_rng_state(st["torch"])
-    np.random.set_state(st["numpy"])
+    npst = st["numpy"]
+    if isinstance(npst, dict):            # format 2; format 1 stored numpy's own tuple
+        key = npst["key"]
+        key = key.numpy() if isinstance(key, torch.Tensor) else np.asarray(key)
+        npst = (npst["kind"], key.astype(np.uint32), int(npst["pos"]), int(npst["has_gauss"]),
+                float(npst["cached_gaussian"]))
+    np.random.set_state(npst)
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def _plain(x, where: str = "config"):
+    """``x`` as plain dicts, lists, strings, numbers, booleans and None (numpy scalars and
+    arrays, tuples and paths converted); anything else is a ValueError naming ``where``."""
+    if x is None or type(x) in (bool, int, float, str):
+        return x
+    if isinstance(x, dict):
+        return {(k if type(k) in (str, int) else str(k)): _plain(v, f"{where}.{k}") for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(x)]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, numbers.Integral):
+        return int(x)
+    if isinstance(x, numbers.Real):
+        return float(x)
+    if isinstance(x, (str, os.PathLike)):
+        return str(x) if isinstance(x, str) else os.fspath(x)
+    if isinstance(x, (np.ndarray, torch.Tensor)):
+        return _plain(x.tolist(), where)
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return _plain(dataclasses.asdict(x), where)
+    raise ValueError(f"{where}: a {type(x).__name__} cannot be stored in a checkpoint (plain values only)")
+
+
+def _config_dict(cfg: "TrainConfig") -> dict:
+    """The config as stored in a checkpoint (plain values only)."""
+    return _plain(cfg.to_dict(), "train_config")
+
+
 def save_checkpoint(path, model: BSR, cfg: TrainConfig, step: int, phase: int, optimizer=None,
                     scaler=None) -> Path:
-    """Write a checkpoint atomically (temp file + rename)."""
+    """Write a checkpoint atomically (temp file + rename). It holds tensors and plain
+    values only, so it loads with ``torch.load(weights_only=True)``."""
     ck = {
         "format": CHECKPOINT_FORMAT,
-        "model_config": model.config,
+        "model_config": _plain(model.config, "model_config"),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "train_config": cfg.to_dict(),
+        "train_config": _config_dict(cfg),
         "step": int(step),
         "phase": int(phase),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": _rng_state(),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),      # a plain str, not torch's TorchVersion object
     }
     path = Path(path)
     with atomic_path(path, suffix=".pt") as tmp:
@@ -435,7 +542,7 @@ def _check_finite(terms: dict, phase: int, phase_step: int, step: int, last_ck: 
                 f"from this state ({saved})")
 
 
-def train(cfg: TrainConfig | dict | str | os.PathLike, resume: bool | None = None) -> Path:
+def train(cfg: TrainConfig | dict | str | os.PathLike, resume: bool | str | None = None) -> Path:
     """Train phase 1 then phase 2; return the path of the final checkpoint.
 
     Args:
@@ -448,20 +555,28 @@ def train(cfg: TrainConfig | dict | str | os.PathLike, resume: bool | None = Non
             ``grad_checkpoint`` and the logging and checkpoint intervals may
             differ) and otherwise starts over. The workflow uses
             ``"if_same"``: a job re-run because its config changed must not
-            continue the old run's weights.
+            continue the old run's weights. ``"same"`` (``bsr train``
+            without ``--resume``/``--fresh``) resumes like ``"if_same"`` but,
+            instead of starting over, stops with a ValueError naming the
+            changed keys. With None or True a changed config resumes with a
+            warning, unless the run has finished: its ``final.pt`` is then not
+            a model of this config, and that is a ValueError too.
     """
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.from_yaml(cfg) if isinstance(cfg, (str, os.PathLike)) else TrainConfig.from_dict(cfg)
     cfg.validate()
+    _check_data_root(cfg.data)
     out = Path(cfg.out_dir)
     last_path, final_path, log_path = out / "last.pt", out / "final.pt", out / "log.csv"
 
-    if resume not in (None, True, False, "if_same"):
-        raise ValueError(f"resume must be None, True, False or 'if_same'; got {resume!r}")
-    if resume == "if_same":
+    if resume not in (None, True, False, "if_same", "same"):
+        raise ValueError(f"resume must be None, True, False, 'if_same' or 'same'; got {resume!r}")
+    if resume in ("if_same", "same"):
         why = _differs_from_checkpoint(cfg, last_path)
+        if why and resume == "same":
+            raise ValueError(f"{last_path}: {why}; use --fresh to start over (or --out for another folder)")
         if why:
-            print(f"starting over in {out}: {why}")
+            print(f"starting over in {out}: {last_path.name}: {why}")
         resume = False if why else None
     if resume is True and not last_path.is_file():
         raise FileNotFoundError(f"--resume given but {last_path} does not exist")
@@ -486,17 +601,71 @@ def train(cfg: TrainConfig | dict | str | os.PathLike, resume: bool | None = Non
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
 
 
+def _check_data_root(data: dict) -> None:
+    """A real dataset needs a data root: ``data.root`` or $BSR_DATA (named as a training config names them)."""
+    if data.get("name") == "synthetic":
+        return
+    root, origin = data.get("root"), "data.root"
+    if root in (None, ""):
+        root, origin = os.environ.get("BSR_DATA"), "the BSR_DATA environment variable"
+        if not root:
+            raise ValueError(f"dataset {data.get('name')!r} needs a data root: set data.root in the config "
+                             "(or --set data.root=DIR) or the BSR_DATA environment variable to a folder holding "
+                             "<dataset>/ir and <dataset>/vi")
+    if not Path(str(root)).expanduser().is_dir():
+        raise ValueError(f"data root {root} (from {origin}) is not a folder")
+
+
 # keys that never change what a run computes (``resume="if_same"`` ignores them) ...
 _PURE_RUN_CONTROL = {"out_dir", "progress", "device", "threads", "log_every", "ckpt_every", "num_workers",
                      "grad_checkpoint"}
 # ... and those a plain resume may also change without a warning (longer phases, AMP);
-# other changes resume with a warning
-_RUN_CONTROL = _PURE_RUN_CONTROL | {"phase1", "phase2", "amp"}
+# other changes (a phase's lr or weight decay included) resume with a warning
+_RUN_CONTROL = _PURE_RUN_CONTROL | {"amp", "phase1.steps", "phase1.epochs", "phase2.steps", "phase2.epochs"}
+
+_ABSENT = object()
 
 
 def _changed_keys(old: dict, new: dict, ignore: set) -> list[str]:
-    """Top-level config keys (outside ``ignore``) whose values differ."""
-    return sorted(k for k in (set(old) | set(new)) - ignore if old.get(k) != new.get(k))
+    """Dotted config keys (``phase1.lr``; none named in ``ignore``) whose values differ."""
+    def walk(a, b, prefix):
+        for k in sorted(set(a) | set(b), key=str):
+            key = f"{prefix}{k}"
+            if key in ignore:
+                continue
+            va, vb = a.get(k, _ABSENT), b.get(k, _ABSENT)
+            if isinstance(va, dict) and isinstance(vb, dict):
+                yield from walk(va, vb, key + ".")
+            elif va != vb:
+                yield key
+    return list(walk(old or {}, new or {}, ""))
+
+
+def _describe_changes(keys: list[str], old: dict, new: dict, most: int = 6) -> str:
+    """``phase1.lr 0.0001 -> 0.001, seed 0 -> 5`` (values shown where short)."""
+    def get(d, key):
+        for part in key.split("."):
+            d = d.get(part, _ABSENT) if isinstance(d, dict) else _ABSENT
+        return d
+
+    def show(v):
+        return "(none)" if v is _ABSENT else repr(v)
+
+    parts = []
+    for k in keys[:most]:
+        text = f"{k} {show(get(old, k))} -> {show(get(new, k))}"
+        parts.append(text if len(text) <= 80 else k)
+    if len(keys) > most:
+        parts.append(f"and {len(keys) - most} more")
+    return ", ".join(parts)
+
+
+def _checkpoint_for_resume(last_path: Path) -> dict:
+    """The checkpoint to resume from, or a one-line ValueError that suggests --fresh."""
+    try:
+        return read_checkpoint(last_path, map_location="cpu")   # RNG states must stay on the CPU
+    except ValueError as e:
+        raise ValueError(f"{e}; use --fresh to start over (or --out for another folder)") from None
 
 
 def _differs_from_checkpoint(cfg: "TrainConfig", last_path: Path) -> str | None:
@@ -504,15 +673,18 @@ def _differs_from_checkpoint(cfg: "TrainConfig", last_path: Path) -> str | None:
     if not last_path.is_file():
         return None
     try:
-        ck = torch.load(last_path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - an unreadable checkpoint is replaced
-        return f"{last_path.name} is unreadable ({type(e).__name__})"
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        return f"{last_path.name} is not a B-SR checkpoint"
-    if complete_model_config(ck.get("model_config")) != cfg.model_config():
-        return "the model config changed"
-    changed = _changed_keys(ck.get("train_config") or {}, cfg.to_dict(), _PURE_RUN_CONTROL)
-    return f"the config changed ({', '.join(changed)})" if changed else None
+        ck = read_checkpoint(last_path, map_location="cpu")
+    except ValueError as e:   # refused, corrupt or foreign: never resumed
+        return str(e).removeprefix(f"{last_path}: ")
+    if not isinstance(ck.get("model_config"), dict) or not ck["model_config"]:
+        return "the checkpoint holds no model config"
+    old_model, new_model = complete_model_config(ck.get("model_config")), _plain(cfg.model_config())
+    if _plain(old_model) != new_model:
+        keys = _changed_keys(_plain(old_model) if isinstance(old_model, dict) else {}, new_model, set())
+        return f"a run of another model config ({', '.join('model.' + k for k in keys) or 'model'} differ)"
+    old, new = ck.get("train_config") or {}, _config_dict(cfg)
+    changed = _changed_keys(old, new, _PURE_RUN_CONTROL)
+    return f"a run of another config (changed: {_describe_changes(changed, old, new)})" if changed else None
 
 
 def _train(cfg, device, amp, amp_dtype, out, last_path, final_path, log_path) -> Path:
@@ -536,28 +708,45 @@ def _train(cfg, device, amp, amp_dtype, out, last_path, final_path, log_path) ->
     scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16 and device.type == "cuda")
     resumed = None
     if last_path.is_file():
-        ck = torch.load(last_path, map_location="cpu", weights_only=False)   # RNG states must stay on the CPU
-        if ck.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{last_path}: not a B-SR checkpoint")
-        if complete_model_config(ck["model_config"]) != model.config:
+        ck = _checkpoint_for_resume(last_path)
+        if not isinstance(ck.get("model_config"), dict) or not ck["model_config"]:
+            raise ValueError(f"{last_path}: the checkpoint holds no model config; use --fresh to start over "
+                             "(or --out for another folder)")
+        if _plain(complete_model_config(ck["model_config"])) != _plain(model.config):
             raise ValueError(f"{last_path} was written for another model config; use another out_dir or "
                              f"--fresh to start over")
-        changed = _changed_keys(ck["train_config"], cfg.to_dict(), _RUN_CONTROL)
+        try:
+            start, phase = int(ck["step"]), int(ck["phase"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{last_path}: the checkpoint has no valid step/phase; use --fresh to start "
+                             "over") from None
+        old_cfg, new_cfg = ck.get("train_config") or {}, _config_dict(cfg)
+        changed = _changed_keys(old_cfg, new_cfg, _PURE_RUN_CONTROL)
+        if changed and start >= total_steps and final_path.is_file():
+            raise ValueError(f"{last_path}: the run finished (step {start}) with another config "
+                             f"(changed: {_describe_changes(changed, old_cfg, new_cfg)}), so its final.pt is "
+                             "not a model of this one; use --fresh to retrain (or --out for another folder)")
+        changed = _changed_keys(old_cfg, new_cfg, _RUN_CONTROL)
         if changed:
-            warnings.warn(f"resuming {last_path} with a changed config ({', '.join(changed)})", stacklevel=2)
-        model.load_state_dict(ck["model"])
-        start, phase = int(ck["step"]), int(ck["phase"])
+            warnings.warn(f"resuming {last_path} with a changed config "
+                          f"({_describe_changes(changed, old_cfg, new_cfg)})", stacklevel=2)
+        load_state_checked(model, ck.get("model"), last_path)
         if phase == 2 and start < n1:
             raise ValueError(f"{last_path} is in phase 2 at step {start}, but phase 1 now runs to step {n1}; "
                              "use --fresh or another out_dir")
         if phase == 1 and start >= n1:        # phase 1 was shortened: go on with phase 2
             phase, ck["optimizer"] = 2, None
         optimizer = _make_optimizer(model, phase, cfg.phase1 if phase == 1 else cfg.phase2)
-        if ck.get("optimizer") is not None:
-            optimizer.load_state_dict(ck["optimizer"])
-        if ck.get("scaler") is not None and scaler.is_enabled():
-            scaler.load_state_dict(ck["scaler"])
-        _set_rng_state(ck["rng"])
+        try:
+            if ck.get("optimizer") is not None:
+                optimizer.load_state_dict(ck["optimizer"])
+            if ck.get("scaler") is not None and scaler.is_enabled():
+                scaler.load_state_dict(ck["scaler"])
+            _set_rng_state(ck["rng"])
+        except Exception as e:  # noqa: BLE001 - a damaged or edited checkpoint
+            text = (str(e).strip().splitlines() or [""])[0]
+            raise ValueError(f"{last_path}: its optimizer or RNG state cannot be restored ({type(e).__name__}: "
+                             f"{text}); use --fresh to start over") from None
         resumed = start
         _truncate_log(log_path, start)
         if start >= total_steps and final_path.is_file():
@@ -660,17 +849,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="override a config value, e.g. --set phase1.steps=100 (repeatable)")
     ap.add_argument("--out", default=None, help="output folder (overrides out_dir)")
     g = ap.add_mutually_exclusive_group()
-    g.add_argument("--resume", action="store_true", help="resume from OUT/last.pt (required to exist)")
+    g.add_argument("--resume", action="store_true",
+                   help="resume from OUT/last.pt (required to exist), even with a changed config")
     g.add_argument("--fresh", action="store_true", help="start over, removing OUT's log and checkpoints")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.epilog = ("Without --resume or --fresh, a run in OUT is resumed only if it has the same config; "
+                 "otherwise the command stops and names the changed keys.")
     args = ap.parse_args(argv)
     overrides = list(args.overrides)
-    if args.out:
-        overrides.append(f"out_dir={args.out}")
     if args.no_progress:
         overrides.append("progress=false")
     cfg = TrainConfig.from_yaml(args.config, overrides)
-    resume = True if args.resume else (False if args.fresh else None)
+    if args.out:
+        cfg.out_dir = args.out       # as given (not parsed as YAML)
+    resume = True if args.resume else (False if args.fresh else "same")
     try:
         path = train(cfg, resume=resume)
     except NonFiniteLossError as e:
@@ -680,5 +872,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":      # errors reported as by `bsr train`: one line, no traceback
+    from .cli import main as _cli_main
+
+    sys.exit(_cli_main(["train", *sys.argv[1:]]))

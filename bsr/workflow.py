@@ -15,10 +15,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["run_notebook", "main"]
+__all__ = ["run_notebook", "notebook_shell", "main"]
+
+
+def notebook_shell(python: str | None = None, cwd: str = "notebooks") -> str:
+    """The ``shell:`` line every notebook rule of the Snakefile shares.
+
+    A Snakemake template: each interpolated value carries ``:q``, so
+    Snakemake shell-quotes it (``shlex.quote``) and a path with a space, a
+    ``;`` or a ``$`` reaches this module as one argument, never as shell
+    syntax. ``python`` and ``cwd`` are fixed here, quoted, with any brace
+    doubled so that Snakemake's formatting leaves them as they are. The rule
+    must define ``input.nb``, ``log.nb``, ``output.html`` and ``params.nb``
+    (the notebook parameters as a JSON string).
+    """
+    def fixed(text: str) -> str:
+        return shlex.quote(str(text)).replace("{", "{{").replace("}", "}}")
+
+    return (f"{fixed(python or sys.executable)} -m bsr.workflow {{input.nb:q}} {{log.nb:q}} "
+            f"--html {{output.html:q}} --params {{params.nb:q}} --cwd {fixed(cwd)}")
 
 
 def _write_html(executed: Path, html: Path) -> None:

@@ -61,3 +61,17 @@ def test_override_merges_and_is_validated():
                      "g": "a # b", "h": "2025-01-01", "i": "/data/x"}
     # YAML text keeps its own types (a quoted number stays a string), and a dict is not retyped again
     assert parse_override("{x: '0', y: 0}") == {"x": "0", "y": 0}
+
+
+def test_unknown_workflow_config_key_is_refused():
+    """`snakemake --config profle=test` must not silently run the default profile."""
+    from bsr.config import WORKFLOW_CONFIG_KEYS, check_config_keys
+
+    assert WORKFLOW_CONFIG_KEYS == ("profile", "profile_file", "override")
+    for ok in (None, {}, {"profile": "test"}, {"profile_file": "x.yaml", "override": "{seeds: [0]}"}):
+        check_config_keys(ok)
+    with pytest.raises(ConfigError, match=r"^unknown --config key 'profle' \(did you mean 'profile'\?\); "
+                                          r"known keys: profile, profile_file, override$"):
+        check_config_keys({"profle": "test"})
+    with pytest.raises(ConfigError, match=r"unknown --config keys 'overide' \(did you mean 'override'\?\), 'zzz';"):
+        check_config_keys({"profile": "test", "zzz": "1", "overide": "{}"})

@@ -132,6 +132,40 @@ def test_unpaired_files_are_listed(tmp_path):
     assert len(load_pairs("ds", root=root, strict=False)) == 2
 
 
+def test_datasets_command_prints_whole_errors(tmp_path, capsys):
+    """`bsr datasets` shows every line of a dataset's error (the list of unpaired
+    images too), next to the usable datasets, and exits non-zero."""
+    from bsr import cli
+
+    root = make_root(tmp_path / "root")
+    make_root(tmp_path / "other")
+    (tmp_path / "other" / "ds").rename(root / "good")
+    save(root / "ds" / "ir" / "lonely.png", np.zeros((40, 48), np.uint8))
+    save(root / "ds" / "vi" / "alone.png", np.zeros((40, 48, 3), np.uint8))
+    assert cli.main(["datasets", "--root", str(root)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("ds") and "unusable: unpaired images:" in out[0]
+    assert any(line.strip().startswith("only in") and line.endswith("ir: lonely.png") for line in out)
+    assert any(line.strip().startswith("only in") and line.endswith("vi: alone.png") for line in out)
+    assert out[-1].startswith("good") and "2 pairs" in out[-1]
+
+
+def test_datasets_command_empty_root_is_an_error(tmp_path, capsys, monkeypatch):
+    from bsr import cli
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no datasets here")
+    assert cli.main(["datasets", "--root", str(empty)]) == 1
+    err = capsys.readouterr().err
+    assert "no datasets found" in err and str(empty) in err and "--root" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    monkeypatch.setenv("BSR_DATA", str(empty))
+    assert cli.main(["datasets"]) == 1
+    err = capsys.readouterr().err
+    assert str(empty) in err and "BSR_DATA" in err
+
+
 def test_size_mismatch_lists_pairs(tmp_path):
     root = make_root(tmp_path)
     save(root / "ds" / "vi" / "b.png", np.zeros((41, 48, 3), np.uint8))

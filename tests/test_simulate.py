@@ -85,3 +85,34 @@ def test_apply_dispatch_and_errors(smooth_image):
         simulate.shift(smooth_image[0], 1, 0)
     with pytest.raises(ValueError, match="d must be"):
         simulate.dilate_crop(smooth_image, -1)
+
+
+def test_levels_that_cannot_be_applied_are_refused(smooth_image):
+    """NaN/inf, text, a fractional dilate-crop (was applied as int(2.5) = 2) and
+    levels the size of the 128 x 96 image are refused, each with one line."""
+    assert simulate.check_level("shift", 5.0) == 5 and isinstance(simulate.check_level("shift", 5.0), int)
+    assert simulate.check_level("shift", -2.5) == -2.5 and simulate.check_level("dilate_crop", 0) == 0
+    for bad in (float("nan"), float("inf"), -float("inf"), "5", True, None):
+        with pytest.raises(ValueError, match="number of pixels"):
+            simulate.apply(smooth_image, "shift", bad)
+    with pytest.raises(ValueError, match="dilate_crop level must be a whole number of pixels; got 2.5"):
+        simulate.apply(smooth_image, "dilate_crop", 2.5)
+    with pytest.raises(ValueError, match="d must be a whole number of pixels; got 2.5"):
+        simulate.dilate_crop(smooth_image, 2.5)
+    for s in (128, -128, 500):
+        with pytest.raises(ValueError, match="out of the 128 px wide image"):
+            simulate.apply(smooth_image, "shift", s)
+    with pytest.raises(ValueError, match="shift .* not smaller than the image"):
+        simulate.shift(smooth_image, 0, 96)
+    with pytest.raises(ValueError, match=r"dilate_crop level 96 px is not smaller than the 128x96 px image"):
+        simulate.apply(smooth_image, "dilate_crop", 96)
+    with pytest.raises(ValueError, match="d must be smaller than the image"):
+        simulate.dilate_crop(smooth_image, 96)
+    with pytest.raises(ValueError, match="random_smooth level 96 px is not smaller"):
+        simulate.apply(smooth_image, "random_smooth", 96)
+    with pytest.raises(ValueError, match=">= 0"):
+        simulate.apply(smooth_image, "random_smooth", -1)
+    with pytest.raises(ValueError, match="max_shift"):
+        simulate.random_smooth(smooth_image, max_shift=float("nan"))
+    mis, flow = simulate.apply(smooth_image, "dilate_crop", 95.0)   # the largest that fits, given as a float
+    assert mis.shape == smooth_image.shape and torch.isfinite(flow).all()

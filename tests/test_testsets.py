@@ -1,6 +1,13 @@
 """bsr.testsets and `bsr simulate`: sets on disk, checksums, no half-written output."""
 
 import json
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -98,3 +105,102 @@ def test_synthetic_test_options_of_a_profile():
     assert synthetic_test_options({"n_train": 4, "n_test": 2, "size": [96, 128], "seed": 3}) == \
         {"n": 2, "size": [96, 128], "seed": 3}
     assert synthetic_test_options({"n_train": 4}) is None
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--levels", "nan"], "shift level must be a finite number of pixels; got nan"),
+    (["--levels", "inf"], "shift level must be a finite number of pixels; got inf"),
+    (["--levels", ""], "--levels is empty"),
+    (["--levels", " , "], "--levels is empty"),
+    (["--kind", "dilate_crop", "--levels", "2.5"], "dilate_crop level must be a whole number of pixels; got 2.5"),
+    (["--kind", "dilate_crop", "--levels", "5,48"], "dilate_crop level 48 px is not smaller than the 64x48 px image"),
+    (["--levels", "3,64"], "shift level 64 px moves the content out of the 64 px wide image"),
+    (["--kind", "random_smooth", "--levels", "-1"], "must be >= 0"),
+])
+def test_cli_refuses_impossible_levels(tmp_path, capsys, args, msg):
+    """Every level is checked before anything is written: one error line, rc 1, no folder."""
+    out = tmp_path / "out"
+    rc = cli(["simulate", *args, "--synthetic-n", "1", "--synthetic-size", "48,64", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and msg in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_all_levels_and_outputs_are_checked_before_writing(tmp_path):
+    """A multi-level run refuses up front (was: wrote shift2, then failed on shift3)."""
+    synth = {"n": 1, "size": [48, 64]}
+
+    def run(levels, **kw):
+        return testsets.simulate_dataset("synthetic", "shift", levels, tmp_path, split="test", synthetic=synth,
+                                         progress=False, **kw)
+
+    run([3])
+    with pytest.raises(FileExistsError, match="synthetic_shift3 exists; pass overwrite=True"):
+        run([2, 3])
+    with pytest.raises(ValueError, match="out of the 64 px wide image"):
+        run([2, 64])
+    with pytest.raises(ValueError, match="level 2 is given twice"):
+        run([2, 2.0])
+    with pytest.raises(ValueError, match="finite"):
+        run([2, float("nan")])
+    with pytest.raises(ValueError, match="no levels given"):
+        run([])
+    with pytest.raises(ValueError, match="list of numbers"):
+        run("2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic_shift3"]
+    man = json.loads((tmp_path / "synthetic_shift3" / "manifest.json").read_text(),
+                     parse_constant=lambda c: pytest.fail(f"manifest holds {c}, not JSON"))
+    assert man["level"] == 3
+    assert [p.name for p in run([2, 3], overwrite=True)] == ["synthetic_shift2", "synthetic_shift3"]
+
+
+def test_leftovers_of_a_killed_run_are_removed(tmp_path, pairs):
+    """SIGKILL leaves the hidden temporary folder; the next run removes it, and
+    only it: another live process's, another host's and foreign hidden folders stay."""
+    out = tmp_path / "sets"
+    code = ("import time\nfrom bsr import testsets\nfrom bsr.data import load_pairs\n"
+            "testsets.save_npz = lambda *a, **k: time.sleep(600)\n"
+            "pairs = load_pairs('synthetic', split='test', synthetic={'n': 1, 'size': [32, 32]})\n"
+            f"testsets.write_test_set(pairs, 'shift', 5, {str(out)!r}, 'synthetic', progress=False)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 300
+        while not (out.is_dir() and any(p.name.startswith(".synthetic_shift5.") for p in out.iterdir())):
+            assert proc.poll() is None and time.time() < deadline, "the writer did not get to its temporary folder"
+            time.sleep(0.2)
+    finally:
+        proc.kill()   # SIGKILL: no clean-up code runs
+        proc.wait()
+    left = [p for p in out.iterdir() if p.name.startswith(".")]
+    assert len(left) == 1 and not (out / "synthetic_shift5").exists()
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())   # as the temporary names spell it
+    keep = [out / ".synthetic_shift5.abcdefgh",                                   # not the package's pattern
+            out / ".synthetic_shift5.bsrtmp-otherhost-1-abcdefgh",              # another host's
+            out / f".synthetic_shift5.bsrtmp-{host}-{os.getppid()}-abcdefgh",   # a live process's
+            out / f".synthetic_shift5.bsrtmp-{host}-{os.getpid()}-abcdefgh"]    # this process's own
+    for k in keep:
+        k.mkdir()
+    testsets.write_test_set(pairs, "shift", 6, out, "synthetic", progress=False)
+    assert not left[0].exists()
+    assert all(k.is_dir() for k in keep)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["synthetic_shift6"]
+
+
+@pytest.mark.parametrize("mask,fmode,dmode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_outputs_follow_the_umask(tmp_path, pairs, mask, fmode, dmode):
+    """Atomic writes give ordinary permissions (was: files 0600, set folders 0700)."""
+    from bsr.io import atomic_path, save_npz, write_image
+
+    old = os.umask(mask)
+    try:
+        folder = testsets.write_test_set(pairs, "shift", 5, tmp_path, "synthetic", progress=False)
+        extra = [write_image(tmp_path / "one.png", np.zeros((4, 4))), save_npz(tmp_path / "a.npz", x=np.zeros(2))]
+        with atomic_path(tmp_path / "t.txt") as tmp:
+            tmp.write_text("x")
+        extra.append(tmp_path / "t.txt")
+    finally:
+        os.umask(old)
+    files = [p for p in folder.rglob("*") if p.is_file()] + extra
+    dirs = [folder] + [p for p in folder.rglob("*") if p.is_dir()]
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {oct(fmode)}
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in dirs} == {oct(dmode)}

@@ -34,7 +34,7 @@ def tiny_cfg(out, **kw) -> T.TrainConfig:
 
 
 def weights(path):
-    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
 def assert_same_weights(a, b):
@@ -246,13 +246,13 @@ def test_same_seed_and_kill_resume_identical(tmp_path, monkeypatch):
     calls.update(n=0, kill_at=4)
     with pytest.raises(KeyboardInterrupt):
         T.train(tiny_cfg(out, **kw))
-    assert torch.load(out / "last.pt", weights_only=False)["step"] == 2
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 2
     assert len(pd.read_csv(out / "log.csv")) == 3
     # kill 2: the resumed run (from step 2) dies during step index 7 (phase 2); checkpoint after 6 steps
     calls.update(n=0, kill_at=6)
     with pytest.raises(KeyboardInterrupt):
         T.train(tiny_cfg(out, **kw))
-    assert torch.load(out / "last.pt", weights_only=False)["step"] == 6
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 6
     assert not (out / "final.pt").exists()
     calls.update(n=0, kill_at=None)
     c = T.train(tiny_cfg(out, **kw))          # resumes automatically
@@ -278,7 +278,7 @@ def test_resume_if_same_restarts_on_a_changed_config(tmp_path, capsys):
     assert T.train(tiny_cfg(out, threads=2), resume="if_same") == first
     assert first.stat().st_mtime_ns == mtime and "starting over" not in capsys.readouterr().out
     # checkpoints written before the U-Net's optional `corr` key existed still match
-    ck = torch.load(out / "last.pt", weights_only=False)
+    ck = torch.load(out / "last.pt", weights_only=True)
     del ck["model_config"]["unet"]["corr"]
     torch.save(ck, out / "last.pt")
     assert T.train(tiny_cfg(out), resume="if_same") == first
@@ -292,6 +292,98 @@ def test_resume_if_same_restarts_on_a_changed_config(tmp_path, capsys):
         assert list(pd.read_csv(out / "log.csv").step) == list(range(len(pd.read_csv(ref.parent / "log.csv"))))
     with pytest.raises(ValueError, match="resume"):
         T.train(tiny_cfg(out), resume="maybe")
+
+
+def test_resume_same_stops_on_a_changed_config(tmp_path):
+    """``bsr train``'s default: the same config resumes (here: is kept, finished);
+    another one stops with the changed keys named, and nothing is overwritten."""
+    out = tmp_path / "s"
+    first = T.train(tiny_cfg(out), resume="same")
+    mtime = first.stat().st_mtime_ns
+    assert T.train(tiny_cfg(out, threads=2, ckpt_every=5), resume="same") == first
+    for change, named in (({"phase1": {"steps": 3, "lr": 1e-3}}, r"phase1\.lr 0\.0001 -> 0\.001"),
+                          ({"seed": 3}, "seed 0 -> 3"), ({"variant": "II"}, "variant 'full' -> 'II'"),
+                          ({"loss": {"smooth": 0.5}}, r"loss\.smooth \(none\) -> 0\.5")):
+        with pytest.raises(ValueError, match=rf"last\.pt: a run of another config \(changed: {named}\); "
+                                             r"use --fresh"):
+            T.train(tiny_cfg(out, **change), resume="same")
+    with pytest.raises(ValueError, match=r"another model config \(model\.ae\.dim differ\)"):
+        T.train(tiny_cfg(out, model={"size": "quick", "ae": {"dim": 16}}), resume="same")
+    assert first.stat().st_mtime_ns == mtime
+    # a finished run is never handed back as the model of another config, even by a plain resume
+    with pytest.raises(ValueError, match=r"finished .*phase1\.lr.*--fresh"):
+        T.train(tiny_cfg(out, phase1={"steps": 3, "lr": 1e-3}))
+
+
+class _Hostile:
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_checkpoints_are_plain_and_hostile_ones_are_refused(tmp_path):
+    """Checkpoints hold tensors and plain values only (they load with
+    weights_only=True); a file whose unpickling would run code is refused by
+    every reader, and the code does not run."""
+    ck_path = T.train(tiny_cfg(tmp_path / "p", phase1={"steps": 1}, phase2={"steps": 1}))
+    ck = torch.load(ck_path, weights_only=True)
+    assert type(ck["torch_version"]) is str and isinstance(ck["rng"]["numpy"]["key"], torch.Tensor)
+    marker = tmp_path / "written_by_unpickling"
+    out = tmp_path / "h"
+    out.mkdir()
+    torch.save({"format": "bsr-checkpoint/2", "model_config": _Hostile(marker), "model": {}}, out / "last.pt")
+    with pytest.raises(ValueError, match=r"refused: the file holds pickled Python objects \(io\.open\)"):
+        load_checkpoint(out / "last.pt")
+    for resume in (None, True, "same"):
+        with pytest.raises(ValueError, match=r"last\.pt: refused: .*use --fresh"):
+            T.train(tiny_cfg(out), resume=resume)
+    assert not marker.exists()
+    T.train(tiny_cfg(out), resume="if_same")        # the workflow's mode replaces it
+    assert not marker.exists()
+    assert torch.load(out / "last.pt", weights_only=True)["format"] == "bsr-checkpoint/2"
+
+
+def _as_format_1(path):
+    """Rewrite a checkpoint as bsr wrote it before checkpoints became plain: numpy's
+    RNG state tuple (a numpy array inside) and torch's TorchVersion object."""
+    import numpy as np
+    from torch.torch_version import TorchVersion
+
+    ck = torch.load(path, weights_only=True)
+    r = ck["rng"]["numpy"]
+    ck["rng"]["numpy"] = (r["kind"], r["key"].numpy().astype(np.uint32), r["pos"], r["has_gauss"],
+                          r["cached_gaussian"])
+    ck["format"], ck["torch_version"] = "bsr-checkpoint/1", TorchVersion(torch.__version__)
+    torch.save(ck, path)
+    assert "numpy.ndarray" in torch.serialization.get_unsafe_globals_in_checkpoint(path)
+
+
+def test_format_1_checkpoints_still_load_and_resume(tmp_path, monkeypatch):
+    """A checkpoint of the earlier format (numpy arrays in its RNG state) is read
+    without unpickling anything else: its model loads, and a run resumed from it
+    ends with the weights of an uninterrupted run."""
+    kw = dict(phase1={"steps": 2}, phase2={"steps": 2}, ckpt_every=2)
+    ref = T.train(tiny_cfg(tmp_path / "ref", **kw))
+    calls = {"n": 0}
+    orig = Objective.phase2
+
+    def killed(self, d, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return orig(self, d, **k)
+
+    monkeypatch.setattr(Objective, "phase2", killed)
+    out = tmp_path / "old"
+    with pytest.raises(KeyboardInterrupt):
+        T.train(tiny_cfg(out, **kw))
+    monkeypatch.setattr(Objective, "phase2", orig)
+    _as_format_1(out / "last.pt")
+    assert load_checkpoint(out / "last.pt").config["size"] == "quick"
+    got = T.train(tiny_cfg(out, **kw), resume="same")
+    assert_same_weights(weights(ref), weights(got))
 
 
 def test_nan_stops_with_term_name(tmp_path, monkeypatch):
@@ -308,7 +400,7 @@ def test_nan_stops_with_term_name(tmp_path, monkeypatch):
     with pytest.raises(T.NonFiniteLossError, match="'smooth'") as e:
         T.train(tiny_cfg(out, ckpt_every=1, loss={"use_pdg": False}))
     assert "phase 1, step 2" in str(e.value)
-    assert torch.load(out / "last.pt", weights_only=False)["step"] == 2   # nothing from the bad state
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 2   # nothing from the bad state
     assert not (out / "final.pt").exists()
     # the command line reports it and exits non-zero
     calls["n"] = 0
@@ -334,7 +426,13 @@ def test_checkpoint_loads_without_trainer(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="checkpoint"):
+    with pytest.raises(ValueError, match="corrupt or not a checkpoint"):
+        load_checkpoint(bad)
+    bad.write_bytes(ck.read_bytes()[:2000])           # truncated
+    with pytest.raises(ValueError, match="corrupt or not a checkpoint"):
+        load_checkpoint(bad)
+    torch.save({"format": "something-else/1"}, bad)
+    with pytest.raises(ValueError, match="not a B-SR checkpoint"):
         load_checkpoint(bad)
 
 

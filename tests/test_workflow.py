@@ -1,13 +1,19 @@
 """The Snakemake workflow end to end on the tiny `test` profile, in a copy of
 the project's workflow files (nothing is written into the repository)."""
 
+import json
+import os
+import shlex
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from bsr.paths import REPO_ROOT
+from bsr.workflow import notebook_shell
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +56,59 @@ def test_bad_profile_fails_fast(project, tmp_path):
     bad.write_text("profile: bad\ntest_sets: []\nthreadz: 1\n")
     r = snakemake(project, "--dry-run", "--config", f"profile_file={bad}")
     assert r.returncode != 0 and "threadz" in (r.stdout + r.stderr)
+
+
+HOSTILE = "res dir;touch PWNED;$(touch PWNED2)"   # a space, a command separator, a substitution
+
+
+def test_notebook_shell_quotes_every_value(tmp_path):
+    """The rules' one shell line, formatted by Snakemake's own formatter and run
+    by bash: each hostile value arrives as one argument and runs nothing."""
+    from snakemake.utils import format as snakemake_format
+
+    exe = tmp_path / "my python" / "args"   # stands in for the interpreter: prints one argument a line
+    exe.parent.mkdir()
+    exe.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    exe.chmod(0o755)
+    bad = str(tmp_path / HOSTILE)
+    params = json.dumps({"out_dir": bad, "braces": "{input.nb}", "quote": "it's"})
+    ns = {"input": SimpleNamespace(nb="notebooks/01 simulate.ipynb"), "log": SimpleNamespace(nb=f"{bad}/nb.ipynb"),
+          "output": SimpleNamespace(html=f"{bad}/nb.html"), "params": SimpleNamespace(nb=params)}
+    line = snakemake_format(notebook_shell(str(exe), cwd="note books"), **ns)
+    want = ["-m", "bsr.workflow", "notebooks/01 simulate.ipynb", f"{bad}/nb.ipynb", "--html", f"{bad}/nb.html",
+            "--params", params, "--cwd", "note books"]
+    assert shlex.split(line) == [str(exe), *want]
+    r = subprocess.run(["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.splitlines() == want, r.stderr
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "PWNED2").exists()
+
+
+def test_unknown_config_key_fails_listing_the_known_ones(project):
+    r = snakemake(project, "--dry-run", "--config", "profle=test")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "results/quick" not in out, out[-2000:]
+    assert "unknown --config key 'profle' (did you mean 'profile'?); known keys: profile, profile_file, override" in out
+
+
+def test_results_dir_with_a_space_and_a_semicolon(project, tmp_path):
+    """Every planned shell line passes the hostile results path as single arguments."""
+    cfg = yaml.safe_load((project / "config" / "test.yaml").read_text())
+    results = tmp_path / HOSTILE
+    cfg["results"] = str(results)
+    prof = tmp_path / "hostile.yaml"
+    prof.write_text(yaml.safe_dump(cfg))
+    r = snakemake(project, "--dry-run", "--printshellcmds", "--config", f"profile_file={prof}")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    lines = [ln.strip().removeprefix("Shell command:").strip() for ln in r.stdout.splitlines()
+             if " -m bsr.workflow " in ln]
+    assert len(lines) >= 7, r.stdout[-2000:]   # one per rule kind at least (simulate, trainings, study stages)
+    root = str(results / "test") + os.sep
+    for ln in lines:
+        args = shlex.split(ln)
+        assert len(args) == 11 and args[1:3] == ["-m", "bsr.workflow"] and args[7] == "--params", ln
+        assert args[4].startswith(root) and args[6].startswith(root), ln
+        json.loads(args[8])
+    assert not list(tmp_path.glob("PWNED*")) and not list(project.glob("PWNED*"))
 
 
 def test_end_to_end_then_nothing_to_do(project):

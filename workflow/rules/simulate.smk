@@ -23,4 +23,4 @@ rule simulate_datasets:
         ),
     threads: 1
     shell:
-        "{PY} -m bsr.workflow {input.nb} {log.nb} --html {output.html} --params {params.nb} --cwd notebooks"
+        NB_SHELL

@@ -32,7 +32,7 @@ rule compare:
                                **BASELINES),
     threads: P.get("threads", 1)
     shell:
-        "{PY} -m bsr.workflow {input.nb} {log.nb} --html {output.html} --params {params.nb} --cwd notebooks"
+        NB_SHELL
 
 
 rule robustness:
@@ -53,7 +53,7 @@ rule robustness:
                                registration=[r for r in BASELINES["registration"] if r[0] != "phase"]),
     threads: P.get("threads", 1)
     shell:
-        "{PY} -m bsr.workflow {input.nb} {log.nb} --html {output.html} --params {params.nb} --cwd notebooks"
+        NB_SHELL
 
 
 rule pdg_statistics:
@@ -73,7 +73,7 @@ rule pdg_statistics:
                                runs=S.get("pdg", {}), threshold=S.get("pdg_threshold", 0.6)),
     threads: 1
     shell:
-        "{PY} -m bsr.workflow {input.nb} {log.nb} --html {output.html} --params {params.nb} --cwd notebooks"
+        NB_SHELL
 
 
 rule ablation:
@@ -92,7 +92,7 @@ rule ablation:
                                runs=S.get("ablation", {}), n_qualitative=S.get("n_qualitative", 2)),
     threads: P.get("threads", 1)
     shell:
-        "{PY} -m bsr.workflow {input.nb} {log.nb} --html {output.html} --params {params.nb} --cwd notebooks"
+        NB_SHELL
 
 
 STUDY_OUTPUTS = [rules.simulate_datasets.output.html, rules.compare.output.html, rules.robustness.output.html,
@@ -112,4 +112,4 @@ rule report:
         nb=lambda w: nb_params(profile=PROFILE, root=str(R.resolve()),
                                      profile_config=dict(P, command_line_override=OVERRIDE) if OVERRIDE else P),
     shell:
-        "{PY} -m bsr.workflow {input.nb} {log.nb} --html {output.html} --params {params.nb} --cwd notebooks"
+        NB_SHELL

@@ -51,4 +51,4 @@ rule train:
     resources:
         gpu=lambda w: 1 if P.get("device") in ("cuda", "auto") and P["profile"] != "quick" else 0,
     shell:
-        "{PY} -m bsr.workflow {input.nb} {log.nb} --html {output.html} --params {params.nb} --cwd notebooks"
+        NB_SHELL
