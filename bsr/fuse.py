@@ -1,9 +1,15 @@
-"""Register and fuse IR/visible pairs with a trained checkpoint.
+"""Register and fuse IR/visible pairs with the shipped model, a trained checkpoint or a classical method.
 
 Command line::
 
-    bsr fuse --checkpoint CK IR.png VIS.png -o FUSED.png [--save-registered] [--save-flow] [--save-flow-vis]
-    bsr fuse --checkpoint CK IR_DIR VIS_DIR -o OUT_DIR [...]
+    bsr fuse IR.png VIS.png -o FUSED.png [--save-registered] [--save-flow] [--save-flow-vis]
+    bsr fuse IR_DIR VIS_DIR -o OUT_DIR [...]
+    bsr fuse --checkpoint CK IR.png VIS.png -o FUSED.png [...]
+    bsr fuse --method "ECC + GFF" IR.png VIS.png -o FUSED.png [...]
+
+Model: the shipped one (:func:`bsr.load_pretrained`) unless ``--checkpoint``
+(written by ``bsr train``) or ``--method`` (a classical pipeline, one of
+:data:`bsr.baselines.COMBINATIONS`) is given; the two options exclude each other.
 
 Single pair: ``-o`` is the fused image's path; the extras go beside it as
 ``<stem>_ir_registered.png``, ``<stem>_flow.npz`` and ``<stem>_flow.png``.
@@ -16,6 +22,15 @@ Colour: the networks see the visible luminance (Y of BT.601 YCbCr); a colour
 visible image gives a colour fused image (fused Y with the visible Cb/Cr).
 A colour IR file is reduced to its luminance.
 
+Large images (either side over ``--tile`` px, default 1024) go through the
+networks in overlapping tiles (``--tile-overlap`` px, default 64), so memory
+stays flat and time linear in the pixel count: the model's global stage (if
+any) fits its affine map on the whole image, the U-Net's local field and the
+fused image are computed per tile and blended with cosine ramps over the
+overlaps, and the IR is warped once by the full-size field. ``--tile 0``
+runs the whole image at once; an image within one tile is always run whole
+(the same result as ``--tile 0``). Classical methods always run whole.
+
 Python API: :func:`fuse_pair` (numpy in, numpy out), :func:`flow_to_rgb`.
 """
 
@@ -27,12 +42,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .io import IMAGE_SUFFIXES, read_image, rgb_to_ycbcr, save_npz, write_image, ycbcr_to_rgb
+from .io import IMAGE_SUFFIXES, read_image, rgb_to_ycbcr, save_npz, to_uint8, write_image, ycbcr_to_rgb
 from .data import list_images
 from .train import resolve_device
+from .warp import identity_grid, warp
 
-__all__ = ["fuse_pair", "flow_to_rgb", "main"]
+__all__ = ["fuse_pair", "flow_to_rgb", "main", "DEFAULT_TILE", "DEFAULT_OVERLAP"]
+
+DEFAULT_TILE = 1024       # px; larger images go through the networks in tiles (0: never)
+DEFAULT_OVERLAP = 64      # px between neighbouring tiles, blended with cosine ramps
+
+
+def _strip_rows(w: int) -> int:
+    """Rows per strip of ~1 Mpx: whole-image elementwise work goes by strips, without full-size temporaries."""
+    return max(1, (1 << 20) // max(w, 1))
 
 
 def _to_grey(img: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -40,9 +65,24 @@ def _to_grey(img: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray | None]
     if img.ndim == 2:
         return img, None
     if img.ndim == 3 and img.shape[2] == 3:
-        ycc = rgb_to_ycbcr(img)
-        return np.ascontiguousarray(ycc[..., 0]), np.ascontiguousarray(ycc[..., 1:])
+        h, w = img.shape[:2]
+        y, cbcr = np.empty((h, w), np.float32), np.empty((h, w, 2), np.float32)
+        step = _strip_rows(w)
+        for r0 in range(0, h, step):
+            ycc = rgb_to_ycbcr(img[r0:r0 + step])
+            y[r0:r0 + step], cbcr[r0:r0 + step] = ycc[..., 0], ycc[..., 1:]
+        return y, cbcr
     raise ValueError(f"{what} must be (H, W) or (H, W, 3); got shape {img.shape}")
+
+
+def _restore_colour(y: np.ndarray, cbcr: np.ndarray) -> np.ndarray:
+    """RGB (H, W, 3) float32 of luminance ``y`` and chroma ``cbcr``, by strips."""
+    h, w = y.shape
+    out = np.empty((h, w, 3), np.float32)
+    step = _strip_rows(w)
+    for r0 in range(0, h, step):
+        out[r0:r0 + step] = ycbcr_to_rgb(np.concatenate((y[r0:r0 + step, :, None], cbcr[r0:r0 + step]), axis=-1))
+    return out
 
 
 def _model_device(model) -> torch.device:
@@ -52,39 +92,204 @@ def _model_device(model) -> torch.device:
         return torch.device("cpu")
 
 
-def fuse_pair(model, ir: np.ndarray, vis: np.ndarray) -> dict:
+# ----------------------------------------------------------------------------- classical methods
+
+def _method_name(name: str) -> str:
+    """The :data:`bsr.baselines.COMBINATIONS` entry ``name`` stands for (case and spaces ignored)."""
+    from .baselines import COMBINATIONS
+
+    key = "".join(str(name).split()).lower()
+    for c in COMBINATIONS:
+        if "".join(c.split()).lower() == key:
+            return c
+    raise ValueError(f"unknown method {name!r}; choose from: {', '.join(COMBINATIONS)}")
+
+
+def _fuse_method(name: str, ir: torch.Tensor, vis: torch.Tensor):
+    """``(fused, ir_registered, field)`` of a classical "REG + FUSION" pipeline (CPU, whole image)."""
+    from .baselines import parse_combination, register_then_fuse
+
+    reg, fusion = parse_combination(_method_name(name))
+    fused, field = register_then_fuse(reg, fusion, ir, vis)
+    field = field.float()
+    return fused.float(), warp(ir, field), field
+
+
+# ----------------------------------------------------------------------------- tiling
+
+def _check_tiling(tile: int, overlap: int) -> None:
+    for v, what in ((tile, "tile"), (overlap, "tile overlap")):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{what} must be a whole number >= 0; got {v!r}")
+    if tile and tile < 32:
+        raise ValueError(f"tile must be 0 (off) or at least 32 px; got {tile}")
+    if tile and 2 * overlap > tile:
+        raise ValueError(f"tile overlap must be at most half the tile; got overlap {overlap} for tile {tile}")
+
+
+def _tile_plan(n: int, tile: int, overlap: int) -> tuple[list[int], int]:
+    """``(starts, size)`` of tiles covering ``[0, n)``: the fewest tiles of at most ``tile`` px that
+    overlap by at least ``overlap`` px, each as short as that count allows, spread evenly."""
+    if n <= tile:
+        return [0], n
+    k = -(-(n - overlap) // (tile - overlap))                       # ceil
+    size = -(-(n - overlap) // k) + overlap
+    return [int(round(i * (n - size) / (k - 1))) for i in range(k)], size
+
+
+def _axis_weights(n: int, starts: list[int], size: int, overlap: int) -> list[torch.Tensor]:
+    """Blend weights (float32, ``size`` each) of the tiles at ``starts``; they sum to one at every pixel.
+
+    Each tile ramps up (raised cosine) over ``overlap`` px from an edge it shares
+    with a neighbour and keeps weight 1 at the image border.
+    """
+    d = np.arange(overlap, dtype=np.float64)
+    up = 0.5 - 0.5 * np.cos(np.pi * (d + 0.5) / overlap) if overlap else d
+    raw = []
+    for i in range(len(starts)):
+        w = np.ones(size)
+        if i > 0:
+            w[:overlap] = up
+        if i < len(starts) - 1:
+            w[size - overlap:] = np.minimum(w[size - overlap:], up[::-1])
+        raw.append(w)
+    total = np.zeros(n)
+    for a, w in zip(starts, raw):
+        total[a:a + size] += w
+    return [torch.from_numpy((w / total[a:a + size]).astype(np.float32)) for a, w in zip(starts, raw)]
+
+
+def _sample_rows(image: torch.Tensor, flow_rows: torch.Tensor, r0: int) -> torch.Tensor:
+    """Rows ``r0 .. r0 + len`` of ``bsr.warp.warp(image, flow)``, given those rows of ``flow`` (same values)."""
+    h, w = image.shape[-2:]
+    pos = identity_grid(flow_rows.shape[-2], w, device=image.device, dtype=image.dtype)
+    pos = pos + torch.tensor([0.0, float(r0)], device=image.device, dtype=image.dtype).view(1, 2, 1, 1)
+    pos = pos + flow_rows.to(image.dtype)
+    sx, sy = 2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)
+    grid = torch.stack((pos[:, 0] * sx - 1.0, pos[:, 1] * sy - 1.0), dim=-1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def _warp_strips(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """``bsr.warp.warp(image, flow)`` (batch 1) a strip of rows at a time: no full-size temporaries."""
+    h, w = image.shape[-2:]
+    out = torch.empty_like(image)
+    step = _strip_rows(w)
+    for r0 in range(0, h, step):
+        out[..., r0:r0 + step, :] = _sample_rows(image, flow[..., r0:r0 + step, :], r0)
+    return out
+
+
+def _affine_rows(m: torch.Tensor, r0: int, r1: int, w: int) -> torch.Tensor:
+    """Rows ``r0 .. r1`` of ``bsr.global_stage.affine_field(m, h, w)``: ``M @ [x, y, 1] - p`` (float32)."""
+    ys = torch.arange(r0, r1, dtype=torch.float64)
+    xs = torch.arange(w, dtype=torch.float64)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    m = m.to(torch.float64)
+    fx = m[:, 0, 0, None, None] * gx + m[:, 0, 1, None, None] * gy + m[:, 0, 2, None, None] - gx
+    fy = m[:, 1, 0, None, None] * gx + m[:, 1, 1, None, None] * gy + m[:, 1, 2, None, None] - gy
+    return torch.stack((fx, fy), 1).to(torch.float32)
+
+
+def _fuse_tiled(model, ir: torch.Tensor, vis: torch.Tensor, tile: int, overlap: int):
+    """``model.fuse(ir, vis)`` (batch 1) with the networks run on overlapping tiles.
+
+    Global stage (if any) on the whole image; U-Net local fields per tile on the
+    globally warped IR, blended; the full field ``compose(phi_g, local)``; the IR
+    warped once by it; the fusion per tile on the registered IR, blended.
+    """
+    h, w = ir.shape[-2:]
+    dev = ir.device
+    (ys, th), (xs, tw) = _tile_plan(h, tile, overlap), _tile_plan(w, tile, overlap)
+    wy = [a.to(dev) for a in _axis_weights(h, ys, th, overlap)]
+    wx = [a.to(dev) for a in _axis_weights(w, xs, tw, overlap)]
+    tiles = [(y0, x0, wa, wb) for y0, wa in zip(ys, wy) for x0, wb in zip(xs, wx)]
+    step = _strip_rows(w)
+
+    phi_g = None
+    if model.global_stage is not None:
+        m = model.global_stage.matrices(ir, vis)                    # (1, 2, 3), on a reduced copy
+        phi_g = torch.empty(1, 2, h, w, dtype=torch.float32, device=dev)
+        for r0 in range(0, h, step):
+            phi_g[..., r0:r0 + step, :] = _affine_rows(m, r0, min(r0 + step, h), w).to(dev)
+        ir_g = _warp_strips(ir, phi_g)
+    else:
+        ir_g = ir
+
+    flow = torch.zeros(1, 2, h, w, dtype=torch.float32, device=dev)
+    for y0, x0, wa, wb in tiles:
+        sl = (..., slice(y0, y0 + th), slice(x0, x0 + tw))
+        loc, _ = model.register_local(ir_g[sl], vis[sl])
+        flow[sl] += loc * (wa[:, None] * wb[None, :])
+    del ir_g
+    if phi_g is not None:                                           # compose(phi_g, local), by strips
+        for r0 in range(0, h, step):
+            rows = flow[..., r0:r0 + step, :]
+            rows += _sample_rows(phi_g, rows, r0)
+        del phi_g
+
+    ir_reg = _warp_strips(ir, flow)
+    fused = torch.zeros(1, 1, h, w, dtype=torch.float32, device=dev)
+    for y0, x0, wa, wb in tiles:
+        sl = (..., slice(y0, y0 + th), slice(x0, x0 + tw))
+        f, _, _ = model.fuse_aligned(ir_reg[sl], vis[sl])
+        fused[sl] += f * (wa[:, None] * wb[None, :])
+    return fused, ir_reg, flow
+
+
+# ----------------------------------------------------------------------------- API
+
+def fuse_pair(model, ir: np.ndarray, vis: np.ndarray, *, tile: int = DEFAULT_TILE,
+              overlap: int = DEFAULT_OVERLAP) -> dict:
     """Register ``ir`` to ``vis`` and fuse them.
 
     Args:
-        model: a :class:`bsr.model.BSR` (e.g. from :func:`bsr.model.load_checkpoint`).
+        model: a :class:`bsr.model.BSR` (e.g. from :func:`bsr.load_pretrained` or
+            :func:`bsr.model.load_checkpoint`), or the name of a classical
+            pipeline of :data:`bsr.baselines.COMBINATIONS` (e.g. ``"ECC + GFF"``).
         ir: (H, W) or (H, W, 3) float in [0, 1] (colour is reduced to Y).
         vis: (H, W) or (H, W, 3) float in [0, 1], same H, W.
+        tile, overlap: an image with a side over ``tile`` px goes through the
+            networks in tiles of at most ``tile`` px overlapping by at least
+            ``overlap`` px (module docstring); ``tile=0`` runs it whole. An image within
+            one tile, and any classical method, is always run whole.
 
     Returns a dict of float32 arrays: ``fused`` ((H, W), or (H, W, 3) when
     ``vis`` is colour), ``fused_y`` (H, W), ``ir_registered`` (H, W) and
     ``flow`` (2, H, W), the field ``phi_p`` in pixels (x first) with
     ``ir_registered(p) = ir(p + flow(p))``.
     """
+    _check_tiling(tile, overlap)
     ir_y, _ = _to_grey(ir, "ir")
     vis_y, cbcr = _to_grey(vis, "vis")
     if ir_y.shape != vis_y.shape:
         raise ValueError(f"IR and visible sizes differ: IR {ir_y.shape[1]}x{ir_y.shape[0]}, "
                          f"visible {vis_y.shape[1]}x{vis_y.shape[0]} (W x H)")
-    dev = _model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
+    t = torch.from_numpy(np.ascontiguousarray(ir_y))[None, None]
+    v = torch.from_numpy(np.ascontiguousarray(vis_y))[None, None]
+    if isinstance(model, str):
         with torch.no_grad():
-            t = torch.from_numpy(np.ascontiguousarray(ir_y))[None, None].to(dev)
-            v = torch.from_numpy(np.ascontiguousarray(vis_y))[None, None].to(dev)
-            fused, ir_reg, flow = model.fuse(t, v)
-    finally:
-        model.train(was_training)
+            fused, ir_reg, flow = _fuse_method(model, t, v)
+    else:
+        dev = _model_device(model)
+        t, v = t.to(dev), v.to(dev)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                if tile and max(ir_y.shape) > tile:
+                    fused, ir_reg, flow = _fuse_tiled(model, t, v, tile, overlap)
+                else:
+                    fused, ir_reg, flow = model.fuse(t, v)
+        finally:
+            model.train(was_training)
+    del t, v
     fused_y = fused[0, 0].float().clamp(0, 1).cpu().numpy()
+    del fused
     out = {"fused_y": fused_y, "ir_registered": ir_reg[0, 0].float().cpu().numpy(),
            "flow": flow[0].float().cpu().numpy()}
     if cbcr is not None:
-        out["fused"] = ycbcr_to_rgb(np.concatenate((fused_y[..., None], cbcr), axis=-1))
+        out["fused"] = _restore_colour(fused_y, cbcr)
     else:
         out["fused"] = fused_y
     return out
@@ -123,20 +328,32 @@ def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndar
 
 # ----------------------------------------------------------------------------- CLI
 
-def _write_outputs(res: dict, fused_path: Path, reg_path, flow_path, vis_path) -> None:
-    write_image(fused_path, res["fused"])
-    if reg_path is not None:
-        write_image(reg_path, np.clip(res["ir_registered"], 0, 1))
-    if flow_path is not None:
-        save_npz(flow_path, flow=res["flow"].astype(np.float32))
-    if vis_path is not None:
-        write_image(vis_path, flow_to_rgb(res["flow"]))
+def _by_strips(fn, arr: np.ndarray, axis: int = 0) -> np.ndarray:
+    """``fn`` (row-wise; returns (rows, W, ...)) on strips of the rows (axis ``axis``) of ``arr``, stacked."""
+    h, w = arr.shape[axis], arr.shape[axis + 1]
+    step = _strip_rows(w)
+    return np.concatenate([fn(arr[(slice(None),) * axis + (slice(r0, r0 + step),)]) for r0 in range(0, h, step)])
 
+
+def _write_outputs(res: dict, fused_path: Path, reg_path, flow_path, vis_path) -> None:
+    # 8-bit conversion by strips: the same bytes as write_image's own, without its full-size float64 copies
+    write_image(fused_path, _by_strips(to_uint8, res["fused"]))
+    if reg_path is not None:
+        write_image(reg_path, _by_strips(lambda a: to_uint8(np.clip(a, 0, 1)), res["ir_registered"]))
+    if flow_path is not None:
+        save_npz(flow_path, flow=np.asarray(res["flow"], dtype=np.float32))
+    if vis_path is not None:
+        flow = res["flow"]
+        top = float(np.max(_by_strips(lambda f: np.hypot(*f.astype(np.float64)).max(1), flow, axis=1)))
+        write_image(vis_path, _by_strips(lambda f: flow_to_rgb(f, max_magnitude=top), flow, axis=1))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bsr fuse", description="Register and fuse IR/visible pairs.")
-    ap.add_argument("--checkpoint", required=True, help="checkpoint written by `bsr train` (final.pt)")
+    ap.add_argument("--checkpoint", default=None,
+                    help="checkpoint written by `bsr train` (final.pt); default: the shipped model")
+    ap.add_argument("--method", default=None,
+                    help='a classical pipeline instead of a model, e.g. "ECC + GFF" (bsr.baselines.COMBINATIONS)')
     ap.add_argument("ir", help="IR image, or a folder of IR images")
     ap.add_argument("vis", help="visible image, or a folder of visible images (paired by stem)")
     ap.add_argument("-o", "--output", required=True, help="fused image path (pair) or output folder (folders)")
@@ -145,7 +362,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-flow-vis", action="store_true", help="also write a colour-wheel picture of the field")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    ap.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                    help=f"run images with a side over this many px in tiles (0: whole; default {DEFAULT_TILE})")
+    ap.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP,
+                    help=f"overlap of neighbouring tiles in px (default {DEFAULT_OVERLAP})")
     args = ap.parse_args(argv)
+    if args.method is not None and args.checkpoint is not None:
+        raise ValueError("--method and --checkpoint exclude each other; give one (neither: the shipped model)")
+    method = _method_name(args.method) if args.method is not None else None
+    _check_tiling(args.tile, args.tile_overlap)
+    tiling = {"tile": args.tile, "overlap": args.tile_overlap}
 
     ir, vis, out = Path(args.ir), Path(args.vis), Path(args.output)
     for p, what in ((ir, "IR"), (vis, "visible")):
@@ -156,16 +382,23 @@ def main(argv: list[str] | None = None) -> int:
                          f"and {vis} ({'folder' if vis.is_dir() else 'file'})")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    from .model import load_checkpoint
+    if method is not None:
+        model = method
+    elif args.checkpoint is not None:
+        from .model import load_checkpoint
 
-    model = load_checkpoint(args.checkpoint, map_location=resolve_device(args.device))
+        model = load_checkpoint(args.checkpoint, map_location=resolve_device(args.device))
+    else:
+        import bsr
+
+        model = bsr.load_pretrained(map_location=resolve_device(args.device))
 
     if ir.is_file():
         if out.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(f"output {out} needs an image suffix ({', '.join(sorted(IMAGE_SUFFIXES))})")
         if out.exists() and out.is_dir():
             raise ValueError(f"output {out} is a folder; give a file path for a single pair")
-        res = fuse_pair(model, read_image(ir), read_image(vis))
+        res = fuse_pair(model, read_image(ir), read_image(vis), **tiling)
         stem = out.with_suffix("")
         _write_outputs(res, out,
                        Path(f"{stem}_ir_registered.png") if args.save_registered else None,
@@ -189,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     for s in stems:
         try:
-            res = fuse_pair(model, read_image(irs[s]), read_image(viss[s]))
+            res = fuse_pair(model, read_image(irs[s]), read_image(viss[s]), **tiling)
         except ValueError as e:
             failed.append(f"{s}: {e}")
             continue

@@ -1,0 +1,98 @@
+"""Models that ship with the package: ``bsr.load_pretrained()``.
+
+The weights live in ``bsr/weights/`` (package data). Each entry of
+:data:`MODELS` names its file and the SHA-256 of its bytes; the checksum is
+verified before the file is read, so a damaged or swapped file is refused
+instead of loaded. ``docs/model_card.md`` describes each model: its data,
+recipe, the command that retrains it, and its measured accuracy.
+
+:func:`assemble` writes such a file from a U-Net trained by
+:mod:`bsr.pretrain` and an auto-encoder from a :mod:`bsr.train` checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from importlib import resources
+from pathlib import Path
+
+import torch
+import yaml
+
+from .io import atomic_path
+from .model import BSR, CHECKPOINT_FORMAT, load_checkpoint
+
+__all__ = ["MODELS", "DEFAULT", "load_pretrained", "weights_path", "sha256", "assemble"]
+
+DEFAULT = "roadscene"
+
+MODELS: dict[str, dict] = {
+    "roadscene": {
+        "file": "bsr_roadscene.pt",
+        "sha256": None,
+        "about": "global ECC affine stage + a 4-level U-Net trained self-supervised on RoadScene's train split "
+                 "(per-sample random misalignments) + the quick auto-encoder trained on aligned RoadScene pairs",
+    },
+}
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_path(name: str | None = None) -> Path:
+    """The file of a shipped model (checked to exist)."""
+    name = DEFAULT if name is None else name
+    if name not in MODELS:
+        raise ValueError(f"unknown pretrained model {name!r}; shipped: {', '.join(MODELS)}")
+    path = Path(str(resources.files("bsr").joinpath("weights", MODELS[name]["file"])))
+    if not path.is_file():
+        raise FileNotFoundError(f"the weights of pretrained model {name!r} are missing ({path}); "
+                                f"reinstall the package")
+    return path
+
+
+def load_pretrained(name: str | None = None, map_location="cpu") -> BSR:
+    """The shipped model ``name`` (default :data:`DEFAULT`) as a :class:`bsr.model.BSR` in eval mode.
+
+    ``model.register(ir, vis)`` returns ``(phi_p, phi_n)``; ``model.fuse(ir, vis)``
+    returns ``(fused, ir_registered, phi_p)``; :func:`bsr.fuse.fuse_pair` takes it.
+    """
+    path = weights_path(name)
+    expected = MODELS[DEFAULT if name is None else name]["sha256"]
+    got = sha256(path)
+    if expected is None or got != expected:
+        raise ValueError(f"{path}: checksum mismatch (sha256 {got}, expected {expected}); the file is damaged "
+                         f"or was replaced; reinstall the package")
+    return load_checkpoint(path, map_location=map_location)
+
+
+def assemble(unet_path, ae_checkpoint, out, global_stage: dict | None = None) -> Path:
+    """Write a shipped-model checkpoint: the U-Net of ``unet_path`` (``bsr.pretrain``'s ``unet.pt``),
+    the auto-encoder of ``ae_checkpoint`` (a :mod:`bsr.train` checkpoint) and the ``global_stage`` config."""
+    u = torch.load(unet_path, map_location="cpu", weights_only=True)
+    if not isinstance(u, dict) or u.get("format") not in ("bsr-unet/1", "bsr-pretrain/1"):
+        raise ValueError(f"{unet_path}: not a U-Net file of bsr.pretrain")
+    if "unet_config" not in u:   # a training checkpoint (last.pt): the U-Net config follows from its recipe
+        from .pretrain import build_unet, resolve
+
+        u["unet_config"] = build_unet(resolve(yaml.safe_load(u["config_yaml"])))[1]
+    ae_model = load_checkpoint(ae_checkpoint)
+    cfg = copy.deepcopy(ae_model.config)
+    cfg["unet"] = copy.deepcopy(u["unet_config"])
+    cfg["global"] = copy.deepcopy(global_stage)
+    model = BSR(cfg)
+    model.unet.load_state_dict(u["unet"])
+    model.ae.load_state_dict(ae_model.ae.state_dict())
+    ck = {"format": CHECKPOINT_FORMAT, "model_config": cfg,
+          "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+          "recipe_yaml": u.get("config_yaml", "")}
+    out = Path(out)
+    with atomic_path(out, suffix=".pt") as tmp:
+        torch.save(ck, tmp)
+    return out
