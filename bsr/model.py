@@ -44,6 +44,7 @@ SIZES: dict[str, dict] = {
         "unet": {"enc_channels": [8, 16, 16], "dec_channels": [16, 16], "final_channels": [8],
                  "convs_per_block": 1, "flow_scale": 4.0, "init_std": 1e-5, "corr": None},
         "global": None,
+        "local": True,
         # no Restormer blocks in the shared encoder / decoder (the global and local branches stay):
         # 3x cheaper per pass on a CPU (0.05 vs 0.14 s fwd+bwd, batch 8 x 64^2), the AE is the costly
         # part of a quick step (4 passes); docs/method_model_train.md, "Making the full objective register"
@@ -56,6 +57,7 @@ SIZES: dict[str, dict] = {
                  "final_channels": [32, 16], "convs_per_block": 2, "flow_scale": 4.0, "init_std": 1e-5,
                  "corr": None},
         "global": None,
+        "local": True,
         "ae": {"dim": 64, "heads": 8, "enc_blocks": 4, "global_blocks": 1, "local_blocks": 3,
                "dec_blocks": 4, "ffn_expansion": 2.0},
         "fusion_rule": "sum",
@@ -106,6 +108,9 @@ class BSR(nn.Module):
         self.ae = AutoEncoder(**config["ae"])
         self.fusion_rule = config.get("fusion_rule", "sum")
         self.global_stage = GlobalStage.from_config(config.get("global"))
+        if not isinstance(config.get("local", True), bool):
+            raise ValueError(f"model option 'local' must be true or false; got {config.get('local')!r}")
+        self.use_local = config.get("local", True)
         self._amp: tuple[bool, torch.dtype] = (False, torch.bfloat16)
         self.set_channels_last(True)
 
@@ -166,7 +171,14 @@ class BSR(nn.Module):
         return compose(phi_g, loc_p), compose(loc_n, inv_g)
 
     def register_local(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The U-Net's fields alone (no global stage)."""
+        """The U-Net's fields alone (no global stage). With the model option
+        ``local: false`` the local stage is off and both fields are zero (the
+        released model's setting while its U-Net does not improve on the global
+        stage: docs/model_card.md)."""
+        if not self.use_local:
+            b, _, h, w = ir.shape
+            zero = torch.zeros(b, 2, h, w, dtype=torch.float32, device=ir.device)
+            return zero, zero.clone()
         with self._autocast(ir):
             out = self.unet(self._in(ir), self._in(vis))
         out = out.float().contiguous()

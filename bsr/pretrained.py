@@ -30,9 +30,10 @@ DEFAULT = "roadscene"
 MODELS: dict[str, dict] = {
     "roadscene": {
         "file": "bsr_roadscene.pt",
-        "sha256": None,
-        "about": "global ECC affine stage + a 4-level U-Net trained self-supervised on RoadScene's train split "
-                 "(per-sample random misalignments) + the quick auto-encoder trained on aligned RoadScene pairs",
+        "sha256": "b7afd41b5210b8390b77179a924e5889b5709e980db8bc88115c2c2cafbc2a34",
+        "about": "registration: the global ECC affine stage (local U-Net refinement shipped but off: it measured "
+                 "worse on validation, docs/model_card.md); fusion: the quick auto-encoder trained on aligned "
+                 "RoadScene train pairs",
     },
 }
 
@@ -72,9 +73,10 @@ def load_pretrained(name: str | None = None, map_location="cpu") -> BSR:
     return load_checkpoint(path, map_location=map_location)
 
 
-def assemble(unet_path, ae_checkpoint, out, global_stage: dict | None = None) -> Path:
-    """Write a shipped-model checkpoint: the U-Net of ``unet_path`` (``bsr.pretrain``'s ``unet.pt``),
-    the auto-encoder of ``ae_checkpoint`` (a :mod:`bsr.train` checkpoint) and the ``global_stage`` config."""
+def assemble(unet_path, ae_checkpoint, out, global_stage: dict | None = None, local: bool = True) -> Path:
+    """Write a shipped-model checkpoint: the U-Net of ``unet_path`` (``bsr.pretrain``'s ``unet.pt`` or
+    ``last.pt``), the auto-encoder of ``ae_checkpoint`` (a :mod:`bsr.train` checkpoint), the
+    ``global_stage`` config and the ``local`` switch (model option ``local``)."""
     u = torch.load(unet_path, map_location="cpu", weights_only=True)
     if not isinstance(u, dict) or u.get("format") not in ("bsr-unet/1", "bsr-pretrain/1"):
         raise ValueError(f"{unet_path}: not a U-Net file of bsr.pretrain")
@@ -86,6 +88,7 @@ def assemble(unet_path, ae_checkpoint, out, global_stage: dict | None = None) ->
     cfg = copy.deepcopy(ae_model.config)
     cfg["unet"] = copy.deepcopy(u["unet_config"])
     cfg["global"] = copy.deepcopy(global_stage)
+    cfg["local"] = bool(local)
     model = BSR(cfg)
     model.unet.load_state_dict(u["unet"])
     model.ae.load_state_dict(ae_model.ae.state_dict())

@@ -74,3 +74,17 @@ def test_bsr_register_composes_global_and_local(monkeypatch):
 def test_bad_global_options_are_refused(bad):
     with pytest.raises(ValueError):
         BSR(model_config("quick", **{"global": bad}))
+
+
+def test_local_stage_off_leaves_the_global_fields(monkeypatch):
+    cfg = model_config("quick", **{"global": {"method": "ecc", "max_side": 640}, "local": False})
+    model = BSR(cfg).eval()
+    torch.nn.init.normal_(model.unet.head.weight, 0.0, 1.0)      # a U-Net that would move pixels
+    monkeypatch.setattr(model.global_stage, "matrices", lambda ir, vis: _matrix().float())
+    x = _textured(60, 80)
+    with torch.no_grad():
+        phi_p, phi_n = model.register(x, x)
+    g, inv = model.global_stage.fields(x, x)
+    assert torch.allclose(phi_p, g, atol=1e-5) and torch.allclose(phi_n, inv, atol=1e-5)
+    with pytest.raises(ValueError, match="local"):
+        BSR(model_config("quick", local="no"))

@@ -1,0 +1,61 @@
+"""The shipped model (bsr.load_pretrained): checksum, API, and a real RoadScene pair."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import bsr
+from bsr import pretrained, simulate
+from bsr.model import BSR
+
+
+def test_shipped_weights_load_with_their_checksum():
+    path = pretrained.weights_path()
+    assert path.stat().st_size < 20 * 2 ** 20
+    assert pretrained.sha256(path) == pretrained.MODELS[pretrained.DEFAULT]["sha256"]
+    model = bsr.load_pretrained()
+    assert isinstance(model, BSR) and not model.training
+    x = torch.rand(1, 1, 64, 80)
+    phi_p, phi_n = model.register(x, x)
+    assert phi_p.shape == phi_n.shape == (1, 2, 64, 80)
+
+
+def test_a_damaged_file_is_refused(tmp_path, monkeypatch):
+    bad = tmp_path / "weights" / "bsr_roadscene.pt"
+    bad.parent.mkdir()
+    shutil.copy(pretrained.weights_path(), bad)
+    with open(bad, "r+b") as f:
+        f.seek(1000)
+        b = f.read(1)
+        f.seek(1000)
+        f.write(bytes([b[0] ^ 0xFF]))
+    monkeypatch.setattr(pretrained, "weights_path", lambda name=None: bad)
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        pretrained.load_pretrained()
+
+
+def test_unknown_model_name_is_refused():
+    with pytest.raises(ValueError, match="unknown pretrained model"):
+        bsr.load_pretrained("nosuch")
+
+
+def _roadscene():
+    root = os.environ.get("BSR_DATA")
+    if not root or not (Path(root) / "roadscene" / "splits" / "test.txt").is_file():
+        pytest.skip("RoadScene is not under $BSR_DATA (set BSR_DATA to the data root to run this test)")
+    from bsr.data import load_pairs
+
+    return {p.name: p for p in load_pairs("roadscene", root=root, split="test", limit=4)}
+
+
+def test_registers_a_known_shift_of_a_real_pair_within_one_pixel():
+    p = _roadscene()["FLIR_00977"]
+    ir = torch.from_numpy(p.ir)[None, None]
+    mis, gt = simulate.shift(ir, 5.0, 0.0)
+    with torch.no_grad():
+        phi, _ = bsr.load_pretrained().register(mis, torch.from_numpy(p.vis)[None, None])
+    epe = (phi - gt)[..., 10:-10, 10:-10].pow(2).sum(1).sqrt().mean().item()
+    assert epe < 1.0, f"mean EPE {epe:.2f} px"
