@@ -117,6 +117,77 @@ def test_ecc_translation_motion(cross_pair):
         rg.ecc_affine(mis, vis, motion="homography")
 
 
+def _rotated(ir: torch.Tensor, deg: float, tx: float, ty: float):
+    """IR moved by a rotation of ``deg`` about the centre plus (tx, ty): (misaligned, gt field)."""
+    th = np.deg2rad(deg)
+    a = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    c = np.array([(W - 1) / 2.0, (H - 1) / 2.0])
+    n = np.concatenate((a, (c - a @ c + [tx, ty])[:, None]), axis=1)   # mis(q) = ir(n q)
+    n_inv = np.linalg.inv(np.vstack((n, [0, 0, 1])))[:2]
+    mis = warp(ir, torch.from_numpy(rg.affine_to_field(n, H, W)).to(ir.dtype)[None])
+    return mis, torch.from_numpy(rg.affine_to_field(n_inv, H, W)).to(ir.dtype)[None]
+
+
+@pytest.mark.parametrize("pair", ["mono_pair", "cross_pair"])
+def test_ecc_recovers_rotation(pair, request):
+    """A 5 degree rotation plus a (6, -4) px translation, which the old coarse zoom-only search missed."""
+    ir, vis = request.getfixturevalue(pair)
+    mis, gt = _rotated(ir, 5.0, 6.0, -4.0)
+    f = REGISTRATION["ECC"](mis, vis)
+    assert _interior_epe(f, gt) < 0.5
+    m = rg.ecc_affine_opencv(mis[0, 0].double().numpy(), vis[0, 0].double().numpy(), return_matrix=True)
+    assert m.shape == (2, 3)
+    assert np.isclose(np.rad2deg(np.arctan2(m[1, 0], m[0, 0])), -5.0, atol=0.3)
+
+
+def test_ecc_degenerate_inputs_give_finite_fields(cross_pair):
+    """Flat, edge-free or non-finite inputs (where findTransformECC raises) return a finite field."""
+    ir, vis = cross_pair
+    flat = torch.full_like(ir, 0.5)
+    zeros = torch.zeros_like(ir)
+    bad = ir.clone()
+    bad[..., 10, 10] = float("nan")
+    for a, b in ((flat, flat), (flat, vis), (ir, zeros), (bad, vis)):
+        f = rg.ecc_affine(a, b)
+        assert f.shape == (1, 2, H, W) and torch.isfinite(f).all()
+    assert torch.equal(rg.ecc_affine(flat, flat), torch.zeros(1, 2, H, W))
+    # unrelated content: a finite field within the plausibility limits (centre moved < 35 %)
+    noise = _t(ndimage.gaussian_filter(np.random.default_rng(7).random((H, W)), 1.0))
+    f = rg.ecc_affine(noise, vis)
+    assert torch.isfinite(f).all()
+    assert abs(float(f[0, 0, H // 2, W // 2])) < 0.35 * W and abs(float(f[0, 1, H // 2, W // 2])) < 0.35 * H
+    # below min_rho the result is discarded: no registration rather than a doubtful one
+    mis, _ = shift(ir, DX, DY)
+    assert torch.equal(rg.ecc_affine(mis, vis, min_rho=1.01), torch.zeros(1, 2, H, W))
+    # a tiny image: no pyramid, hardly any search; still a finite field
+    f = rg.ecc_affine(ir[..., :12, :14], vis[..., :12, :14])
+    assert f.shape == (1, 2, 12, 14) and torch.isfinite(f).all()
+
+
+def test_ecc_motions_and_registry(cross_pair):
+    import cv2
+
+    ir, vis = cross_pair
+    assert REGISTRATION["ECC"] is rg.ecc_affine
+    assert rg.ecc_affine_numpy not in REGISTRATION.values()
+    mis, gt = shift(ir, DX, DY)
+    threads = cv2.getNumThreads()
+    for motion in ("euclidean", "scale"):      # "scale" runs the numpy implementation
+        assert _interior_epe(rg.ecc_affine(mis, vis, motion=motion), gt) < 0.5, motion
+    assert cv2.getNumThreads() == threads      # the one-thread setting is undone
+
+
+def test_ecc_batch_mixed_motions_and_dtype(cross_pair):
+    ir, vis = cross_pair
+    m1, g1 = _rotated(ir, -4.0, -5.0, 3.0)
+    m2, g2 = dilate_crop(ir, 10)
+    f = rg.ecc_affine(torch.cat((m1, m2, ir)).double(), torch.cat((vis, vis, vis)).double())
+    assert f.shape == (3, 2, H, W) and f.dtype == torch.float64
+    assert _interior_epe(f[:1], g1.double()) < 0.5
+    assert _interior_epe(f[1:2], g2.double()) < 0.5
+    assert _interior_epe(f[2:], torch.zeros(1, 2, H, W, dtype=torch.float64)) < 0.2
+
+
 def test_batch_of_two(mono_pair):
     ir, vis = mono_pair
     m1, g1 = shift(ir, DX, DY)
