@@ -126,3 +126,13 @@ def test_real_roadscene_pair(rm):
     e = per[per["set"] == "shift5_right"].set_index("method")["EPE_mean"]
     assert e["identity"] == pytest.approx(5.0, abs=1e-4)
     assert e["phase"] < 1.0
+
+
+def test_a_tie_with_a_classical_method_is_no_win(rm):
+    rows = [{"set": "dilate10", "pair": "a", "method": m, "seconds": 1.0, "EPE_mean": e, "EPE_median": e,
+             "EPE>1px": 0.0, "EPE>3px": 0.0, "edge_align": 1.0}
+            for m, e in {"identity": 3.6, "phase": 3.8, "ECC": 1.36, "TV-L1": 2.4, "B-SR": 1.359999}.items()]
+    _, _, summary = rm.summarize_accuracy(pd.DataFrame(rows))
+    r = summary.iloc[0]
+    assert r["lowest mean EPE"] == "ECC = B-SR"
+    assert r["B-SR beats every classical"] == "no"
