@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["plot_losses"]
+__all__ = ["plot_losses", "plot_validation"]
 
 _META = {"step", "phase", "phase_step", "epoch", "lr", "time_s"}
 
@@ -40,6 +40,27 @@ def plot_losses(df, smooth: int = 5, log_y: bool = True):
         ax.set_title("registration endpoint error")
         ax.set_xlabel("step")
         ax.set_ylabel("EPE of phi_p vs. ground truth (px)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_validation(runs: dict):
+    """Validation EPE curves of :mod:`bsr.pretrain` runs: ``runs`` maps a label to a ``val.csv``
+    table (pandas DataFrame with ``step``, ``epe``, ``identity`` and ``epe_<kind>`` columns). One
+    panel per run: the mean EPE, each kind of misalignment, and no registration (dashed)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, max(len(runs), 1), figsize=(5.2 * max(len(runs), 1), 3.8), squeeze=False)
+    for ax, (label, df) in zip(axes[0], runs.items()):
+        ax.plot(df["step"], df["epe"], color="k", lw=2.2, label="all")
+        for c in [c for c in df.columns if c.startswith("epe_")]:
+            ax.plot(df["step"], df[c], lw=1.2, label=c[4:])
+        ax.axhline(float(df["identity"].iloc[0]), color="grey", ls="--", lw=1, label="no registration (all)")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("validation EPE (px)")
+        ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -78,3 +78,16 @@ def test_resume_with_another_config_is_refused(full_run):
 def test_bad_recipe_is_refused(bad):
     with pytest.raises(ValueError):
         pretrain.resolve(bad)
+
+
+def test_validation_plot_draws_every_run(full_run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from bsr.plots_train import plot_validation
+
+    base, _ = full_run
+    fig = plot_validation({"a": pd.read_csv(base / "run" / "val.csv"), "b": pd.read_csv(base / "run" / "val.csv")})
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) >= 3
