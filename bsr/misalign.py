@@ -106,7 +106,6 @@ def draw(family: Family, h: int, w: int, rng: np.random.Generator) -> dict:
         d = rng.uniform(0, family.max_dilate)
         # A(x) = (x + d/2 + 0.5) * n / (n + d) - 0.5 per axis (bsr.simulate.dilate_crop, continuous d)
         sx, sy = w / (w + d), h / (h + d)
-        a = np.diag([sx, sy])
         m = np.array([[sx, 0, (d / 2 + 0.5) * sx - 0.5], [0, sy, (d / 2 + 0.5) * sy - 0.5]])
         return {"kind": kind, "matrix": m, "elastic": None}
     else:

@@ -192,12 +192,6 @@ def _lr(cfg: dict, step: int) -> float:
     return cfg["lr_final"] + 0.5 * (cfg["lr"] - cfg["lr_final"]) * (1 + math.cos(math.pi * min(t, 1.0)))
 
 
-def _rng_state(rng: np.random.Generator) -> dict:
-    s = rng.bit_generator.state
-    return {"state": torch.tensor([int(x) for x in str(s["state"]["state"]).split()] or [0]),
-            "repr": yaml.safe_dump(s)}
-
-
 def _save(path: Path, unet, opt, cfg, step, rng) -> None:
     ck = {"format": "bsr-pretrain/1", "step": step, "config_yaml": yaml.safe_dump(cfg),
           "unet": unet.state_dict(), "optimizer": opt.state_dict(),
@@ -311,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="override one value, e.g. --set steps=100 --set loss.smooth=0.1")
     ap.add_argument("--fresh", action="store_true", help="ignore last.pt and start over")
     a = ap.parse_args(argv)
-    cfg = yaml.safe_load(Path(a.config).read_text()) or {}
+    path = Path(a.config)
+    if not path.is_file():
+        print(f"python -m bsr.pretrain: error: recipe {path} does not exist", file=sys.stderr)
+        return 1
+    cfg = yaml.safe_load(path.read_text()) or {}
     for item in a.set:
         key, _, val = item.partition("=")
         node = cfg
@@ -319,7 +317,14 @@ def main(argv: list[str] | None = None) -> int:
         for k in head:
             node = node.setdefault(k, {})
         node[leaf] = yaml.safe_load(val)
-    print(train(cfg, resume=not a.fresh))
+    try:
+        print(train(cfg, resume=not a.fresh))
+    except KeyboardInterrupt:
+        print("python -m bsr.pretrain: interrupted (resume with the same command)", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as e:
+        print(f"python -m bsr.pretrain: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

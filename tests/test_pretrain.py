@@ -91,3 +91,11 @@ def test_validation_plot_draws_every_run(full_run):
     base, _ = full_run
     fig = plot_validation({"a": pd.read_csv(base / "run" / "val.csv"), "b": pd.read_csv(base / "run" / "val.csv")})
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) >= 3
+
+
+def test_command_line_errors_are_one_line(tmp_path, capsys):
+    assert pretrain.main(["--config", str(tmp_path / "none.yaml")]) == 1
+    (tmp_path / "r.yaml").write_text("steps: 2\n")
+    assert pretrain.main(["--config", str(tmp_path / "r.yaml"), "--set", "nosuch=1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "does not exist" in err[0] and "unknown recipe key 'nosuch'" in err[1]
