@@ -13,13 +13,13 @@ recipe, the command that retrains it, and its measured accuracy.
 from __future__ import annotations
 
 import copy
-import hashlib
 from importlib import resources
 from pathlib import Path
 
 import torch
 import yaml
 
+from .data import file_sha256
 from .io import atomic_path
 from .model import BSR, CHECKPOINT_FORMAT, load_checkpoint
 
@@ -38,12 +38,7 @@ MODELS: dict[str, dict] = {
 }
 
 
-def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256 = file_sha256   # the SHA-256 of a file's bytes (bsr.data.file_sha256)
 
 
 def weights_path(name: str | None = None) -> Path:

@@ -24,6 +24,13 @@ def checkpoint(tmp_path_factory):
     return path
 
 
+def _write_pair(folder, ir, vis):
+    """``ir.png`` and ``vis.png`` in ``folder``; returns their paths as strings."""
+    write_image(folder / "ir.png", ir)
+    write_image(folder / "vis.png", vis)
+    return str(folder / "ir.png"), str(folder / "vis.png")
+
+
 def _images(rng, colour: bool):
     ir = rng.random((H, W)).astype(np.float32)
     vis = rng.random((H, W, 3) if colour else (H, W)).astype(np.float32)
@@ -60,8 +67,7 @@ def test_flow_to_rgb_colour_wheel():
 def test_cli_single_pair(tmp_path, checkpoint, colour):
     rng = np.random.default_rng(1)
     ir, vis = _images(rng, colour)
-    write_image(tmp_path / "ir.png", ir)
-    write_image(tmp_path / "vis.png", vis)
+    _write_pair(tmp_path, ir, vis)
     out = tmp_path / "out" / "fused.png"
     rc = cli.main(["fuse", "--checkpoint", str(checkpoint), str(tmp_path / "ir.png"), str(tmp_path / "vis.png"),
                    "-o", str(out), "--save-registered", "--save-flow", "--save-flow-vis"])
@@ -200,8 +206,7 @@ def fake_pretrained(monkeypatch):
 def test_cli_default_model_is_the_shipped_one(tmp_path, fake_pretrained):
     rng = np.random.default_rng(6)
     ir, vis = _images(rng, colour=True)
-    write_image(tmp_path / "ir.png", ir)
-    write_image(tmp_path / "vis.png", vis)
+    _write_pair(tmp_path, ir, vis)
     out = tmp_path / "fused.png"
     assert cli.main(["fuse", str(tmp_path / "ir.png"), str(tmp_path / "vis.png"), "-o", str(out),
                      "--save-flow", "--device", "cpu"]) == 0
@@ -232,12 +237,11 @@ def test_cli_default_model_missing_weights_is_one_line(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.skipif(_shipped_weights() is None, reason="the shipped weights (bsr/weights/bsr_roadscene.pt) "
-                                                       "are not in this checkout yet")
+                                                       "are missing from this checkout")
 def test_cli_real_default_model(tmp_path):
     rng = np.random.default_rng(8)
     ir, vis = _textured(rng, 100, 150, colour=True)
-    write_image(tmp_path / "ir.png", ir)
-    write_image(tmp_path / "vis.png", vis)
+    _write_pair(tmp_path, ir, vis)
     for extra, name in (([], "whole.png"), (["--tile", "64", "--tile-overlap", "16"], "tiled.png")):
         out = tmp_path / name
         assert cli.main(["fuse", str(tmp_path / "ir.png"), str(tmp_path / "vis.png"), "-o", str(out),
@@ -250,8 +254,7 @@ def test_cli_real_default_model(tmp_path):
 def test_cli_method(tmp_path, colour):
     rng = np.random.default_rng(9)
     ir, vis = _textured(rng, 64, 80, colour=colour)
-    write_image(tmp_path / "ir.png", ir)
-    write_image(tmp_path / "vis.png", vis)
+    _write_pair(tmp_path, ir, vis)
     out = tmp_path / "o" / "f.png"
     assert cli.main(["fuse", "--method", "ECC + GFF", str(tmp_path / "ir.png"), str(tmp_path / "vis.png"),
                      "-o", str(out), "--save-registered", "--save-flow", "--save-flow-vis"]) == 0
@@ -373,8 +376,7 @@ def test_tiled_agrees_with_whole_image(global_stage):
 def test_cli_tiled(tmp_path, checkpoint):
     rng = np.random.default_rng(14)
     ir, vis = _images(rng, colour=True)
-    write_image(tmp_path / "ir.png", ir)
-    write_image(tmp_path / "vis.png", vis)
+    _write_pair(tmp_path, ir, vis)
     out = tmp_path / "f.png"
     assert cli.main(["fuse", "--checkpoint", str(checkpoint), str(tmp_path / "ir.png"), str(tmp_path / "vis.png"),
                      "-o", str(out), "--tile", "32", "--tile-overlap", "8", "--save-flow"]) == 0

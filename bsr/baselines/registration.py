@@ -329,6 +329,18 @@ def _ecc_level(tmpl: np.ndarray, img: np.ndarray, a: np.ndarray, t: np.ndarray, 
 _ECC_SCALES = tuple(np.geomspace(1 / 1.2, 1.2, 9))
 
 
+def _ecc_inputs(ir, vis, levels):
+    """Both images as float64 2-D arrays of one shape, and the pyramid depth: by default the
+    number of halvings that leave the short side >= 40 px."""
+    ir = np.asarray(ir, dtype=np.float64)
+    vis = np.asarray(vis, dtype=np.float64)
+    if ir.shape != vis.shape or ir.ndim != 2:
+        raise ValueError(f"ir {ir.shape} and vis {vis.shape} must be equal 2-D shapes")
+    if levels is None:
+        levels = max(0, int(np.floor(np.log2(max(min(ir.shape), 1) / 40.0))))
+    return ir, vis, levels
+
+
 def ecc_affine_numpy(ir: np.ndarray, vis: np.ndarray, motion: str = "affine",
                      levels: int | None = None, iters: int = 60, tol: float = 0.01,
                      sigma: float = 1.0, post_sigma: float = 3.0, normalise: float = 8.0,
@@ -362,13 +374,8 @@ def ecc_affine_numpy(ir: np.ndarray, vis: np.ndarray, motion: str = "affine",
     """
     if motion not in ("affine", "scale", "translation"):
         raise ValueError(f"motion must be 'affine', 'scale' or 'translation'; got {motion!r}")
-    ir = np.asarray(ir, dtype=np.float64)
-    vis = np.asarray(vis, dtype=np.float64)
-    if ir.shape != vis.shape or ir.ndim != 2:
-        raise ValueError(f"ir {ir.shape} and vis {vis.shape} must be equal 2-D shapes")
+    ir, vis, levels = _ecc_inputs(ir, vis, levels)
     h, w = ir.shape
-    if levels is None:
-        levels = max(0, int(np.floor(np.log2(min(h, w) / 40.0))))
     fi = [gradient_magnitude(ir, sigma, post_sigma)]
     fv = [gradient_magnitude(vis, sigma, post_sigma)]
     if normalise > 0:
@@ -579,13 +586,8 @@ def ecc_affine_opencv(ir: np.ndarray, vis: np.ndarray, motion: str = "affine",
 
     if motion not in _CV_MOTION:
         raise ValueError(f"motion must be one of {', '.join(_CV_MOTION)}; got {motion!r}")
-    ir = np.asarray(ir, dtype=np.float64)
-    vis = np.asarray(vis, dtype=np.float64)
-    if ir.shape != vis.shape or ir.ndim != 2:
-        raise ValueError(f"ir {ir.shape} and vis {vis.shape} must be equal 2-D shapes")
+    ir, vis, levels = _ecc_inputs(ir, vis, levels)
     h, w = ir.shape
-    if levels is None:
-        levels = max(0, int(np.floor(np.log2(max(min(h, w), 1) / 40.0))))
     mode = getattr(cv2, _CV_MOTION[motion])
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, int(iters), float(eps))
     identity = np.eye(2, 3)
