@@ -4,9 +4,9 @@
         [--workers 2] [--limit N] [--settings shift5 dilate10]
 
 For every test pair (IR grey, visible as Y) and each setting -- ``shift5``:
-the IR translated 5 px to the right (``bsr.simulate.shift``, the paper's
+the IR translated 5 px to the right (``bsr.datasets.simulate.shift``, the paper's
 Table 1 protocol); ``dilate10``: a 10 px dilate-crop zoom
-(``bsr.simulate.dilate_crop``) -- it runs:
+(``bsr.datasets.simulate.dilate_crop``) -- it runs:
 
 * every registration baseline (``bsr.baselines.REGISTRATION``), "none" (zero
   field) and, for reference, "ECC-zoom" (the same ECC restricted to an
@@ -19,7 +19,7 @@ Table 1 protocol); ``dilate10``: a 10 px dilate-crop zoom
   without registration); fusion metrics Qabf, VIFF, SF, AG, MG, EI
   (``bsr.metrics.fusion_metrics`` on 8-bit values) of the fused image
   against the inputs the method received (misaligned IR, visible), as in
-  :mod:`bsr.compare`; Qabf and VIFF also against the original *aligned* IR
+  :mod:`bsr.study.scoring`; Qabf and VIFF also against the original *aligned* IR
   and the visible image (columns ``Qabf(al)``, ``VIFF(al)``). The reference
   metrics against the misaligned input reward keeping the IR where it was,
   i.e. they penalise registration; the aligned-reference columns show
@@ -49,9 +49,9 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bsr.baselines import FUSION, NO_REGISTRATION, REGISTRATION, combination_name  # noqa: E402
-from bsr.baselines.registration import ecc_affine  # noqa: E402
+from bsr.baselines.ecc import ecc_affine  # noqa: E402
 from bsr.io import read_image, rgb_to_ycbcr, to_uint8  # noqa: E402
-from bsr.simulate import dilate_crop, shift  # noqa: E402
+from bsr.datasets.simulate import dilate_crop, shift  # noqa: E402
 from bsr.warp import warp  # noqa: E402
 
 FUSION_METRICS = ["Qabf", "VIFF", "SF", "AG", "MG", "EI"]

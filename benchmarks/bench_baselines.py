@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bsr.baselines import FUSION, REGISTRATION  # noqa: E402
 from bsr.io import read_image, rgb_to_ycbcr  # noqa: E402
-from bsr.simulate import shift  # noqa: E402
+from bsr.datasets.simulate import shift  # noqa: E402
 
 W, H = 640, 480
 

@@ -98,8 +98,9 @@ def _checkpoint(folder: Path, kind: str) -> Path | None:
     import yaml
 
     sys.path.insert(0, str(REPO))
+    from bsr.checkpoint import save_checkpoint
     from bsr.model import BSR, model_config
-    from bsr.train import TrainConfig, save_checkpoint
+    from bsr.training import TrainConfig
 
     torch.manual_seed(0)
     if kind == "quick":

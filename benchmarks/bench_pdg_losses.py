@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from bsr.losses import (decomposition_loss, epr_loss, fusion_loss, nda_from_targets, nda_search,
                         recon_loss, smooth_loss, sobel_edge_loss, ss_loss)
 from bsr.pdg import ProxyDataGenerator
-from bsr.simulate import shift
+from bsr.datasets.simulate import shift
 from bsr.warp import warp
 
 

@@ -9,7 +9,7 @@ neighbourhood search). Printed: medians over the repeats, and the fraction
     python benchmarks/bench_train_step.py [--sizes quick paper] [--repeats 5] [--threads 2]
 
 A size ``NAME+corr`` (e.g. ``quick+corr``) adds the `quick` profile's cost volume
-to the U-Net (``bsr.models.correlation``); its time is part of ``unet_fwd`` and
+to the U-Net (``bsr.networks.correlation``); its time is part of ``unet_fwd`` and
 printed on its own.
 """
 
@@ -23,11 +23,11 @@ from contextlib import contextmanager
 
 import torch
 
-from bsr import losses
+import bsr.objective as objective_module
 from bsr.model import BSR, model_config
 from bsr.objective import LossConfig, Objective
 from bsr.pdg import ProxyDataGenerator
-from bsr.simulate import shift
+from bsr.datasets.simulate import shift
 
 
 class Timer:
@@ -77,7 +77,7 @@ def build(size: str) -> BSR:
 
 def bench_step(size: str, batch: int, hw: int, repeats: int, loss_overrides: dict | None = None,
                grad_checkpoint: bool = False):
-    import bsr.models.unet as unet_module
+    import bsr.networks.unet as unet_module
 
     torch.manual_seed(0)
     model = build(size)
@@ -90,7 +90,7 @@ def bench_step(size: str, batch: int, hw: int, repeats: int, loss_overrides: dic
     pre = objective.cfg.precompute_options()
     targets = {}
     if pre is not None:   # the default: L_nda targets come with the batch (searched once by the loader)
-        from bsr.data import _nda_targets
+        from bsr.nda import _nda_targets
 
         per = [_nda_targets(ir[i], vis[i], pre) for i in range(batch)]
         for key in ("nda_p", "nda_n"):
@@ -100,8 +100,7 @@ def bench_step(size: str, batch: int, hw: int, repeats: int, loss_overrides: dic
     timer.wrap(model.unet, "forward", "unet_fwd")
     timer.wrap(model.ae, "forward", "ae_fwd")
     orig_cost = timer.wrap(unet_module, "cost_volume", "cost_volume")
-    orig_search = losses.nda_search
-    timer.wrap(losses, "nda_search", "nda_search")
+    orig_search = timer.wrap(objective_module, "nda_search", "nda_search")
     rows = []
     try:
         for i in range(repeats + 1):
@@ -129,7 +128,7 @@ def bench_step(size: str, batch: int, hw: int, repeats: int, loss_overrides: dic
                          "cost_volume": a.get("cost_volume", 0.0),
                          "else": total - net})
     finally:
-        losses.nda_search = orig_search
+        objective_module.nda_search = orig_search
         unet_module.cost_volume = orig_cost
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     return med, model.parameter_counts()

@@ -1,10 +1,10 @@
 """Does a checkpoint register from content? Flip and off-centre-window checks on a simulated set.
 
 Prints, per method, the mean EPE (px) with each test pair as given and under
-whole-image flips (``bsr.diagnostics.transformed_epe``), then on off-centre
+whole-image flips (``bsr.study.diagnostics.transformed_epe``), then on off-centre
 windows next to the identity's EPE on the same windows
-(``bsr.diagnostics.windowed_epe``), then the field's gain on the ground truth
-(``bsr.diagnostics.field_gain``: 1 = the full displacement) over all pixels, at
+(``bsr.study.diagnostics.windowed_epe``), then the field's gain on the ground truth
+(``bsr.study.diagnostics.field_gain``: 1 = the full displacement) over all pixels, at
 the pixels that get an L_nda training target (``LossConfig`` defaults) and
 elsewhere. Phase correlation is the reference.
 
@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from bsr import study
-from bsr.data import load_simulated
-from bsr.data import cached_nda_targets
-from bsr.diagnostics import field_gain, summarize_transformed, transformed_epe, windowed_epe
+from bsr.datasets.readers import load_simulated
+from bsr.nda import cached_nda_targets
+from bsr.study.diagnostics import field_gain, summarize_transformed, transformed_epe, windowed_epe
 from bsr.objective import LossConfig
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/ecc_strength.py [--pairs 50] [--sets shift5_right affine_elastic ...]
 
-On the first ``--pairs`` RoadScene test pairs (``bsr.data.load_pairs("roadscene",
+On the first ``--pairs`` RoadScene test pairs (``bsr.datasets.readers.load_pairs("roadscene",
 split="test")``, data root ``$BSR_DATA`` or ../shared/datasets), misaligned by each set
-of :data:`bsr.benchsets.SETS` (default: all), three registration methods run on
+of :data:`bsr.datasets.benchsets.SETS` (default: all), three registration methods run on
 (misaligned IR, visible):
 
 * ``old numpy``: :func:`bsr.baselines.registration.ecc_affine_numpy`, the package's
@@ -43,9 +43,10 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bsr.baselines import REGISTRATION  # noqa: E402
-from bsr.baselines.registration import affine_to_field, ecc_affine_numpy  # noqa: E402
-from bsr.benchsets import SETS, make_set  # noqa: E402
-from bsr.data import load_pairs  # noqa: E402
+from bsr.baselines.ecc_numpy import ecc_affine_numpy  # noqa: E402
+from bsr.baselines.fields import affine_to_field  # noqa: E402
+from bsr.datasets.benchsets import SETS, make_set  # noqa: E402
+from bsr.datasets.readers import load_pairs  # noqa: E402
 from bsr.metrics import registration_metrics  # noqa: E402
 
 MARGIN = 10
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pairs", type=int, default=50, help="first N RoadScene test pairs (default 50)")
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS), metavar="SET",
-                    help=f"sets of bsr.benchsets.SETS (default all: {' '.join(SETS)})")
+                    help=f"sets of bsr.datasets.benchsets.SETS (default all: {' '.join(SETS)})")
     ap.add_argument("--data", default=None, help="data root (default $BSR_DATA or ../shared/datasets)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)

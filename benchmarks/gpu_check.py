@@ -1,8 +1,8 @@
-"""One short `bsr.train` run on a GPU: the CUDA path, mixed precision, throughput.
+"""One short `bsr.training` run on a GPU: the CUDA path, mixed precision, throughput.
 
 Trains the `paper` configuration (paper-size networks, quarter-image crops,
 batch 8, the full objective) for a few hundred steps of each phase through
-:func:`bsr.train.train`, exactly as `python -m bsr.train` does, then prints:
+:func:`bsr.training.train`, exactly as `python -m bsr.training` does, then prints:
 
 * steps/s of phase 1 and phase 2 (medians over the logged steps after a warm-up),
 * peak GPU memory (allocated and reserved),
@@ -67,9 +67,11 @@ def main(argv=None):
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
-    from bsr.compare import checkpoint_method
-    from bsr.data import load_pairs
-    from bsr.train import TrainConfig, read_log, resolve_crop, train
+    from bsr.study.methods import checkpoint_method
+    from bsr.datasets.readers import load_pairs
+    from bsr.training import TrainConfig, train
+    from bsr.training.config import resolve_crop
+    from bsr.training.loop import read_log
 
     cfg = yaml.safe_load(Path(args.config).read_text())
     if args.size:

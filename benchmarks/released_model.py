@@ -11,7 +11,7 @@ score drops a 10 px margin on each side.
 
 Sections (``--sections``):
 
-* ``accuracy`` -- RoadScene test split, every set of ``bsr.benchsets.SETS``
+* ``accuracy`` -- RoadScene test split, every set of ``bsr.datasets.benchsets.SETS``
   (``--sets``): endpoint error against the simulated ground truth
   (``bsr.metrics.registration_metrics``): mean EPE, median EPE, share of pixels
   with EPE > 3 px, the registered-vs-visible edge alignment
@@ -43,7 +43,7 @@ Sections (``--sections``):
   (after one untimed warm-up) of B-SR register, B-SR register + fuse, ECC, and
   ECC + GFF.
 
-Writes under ``--out`` one ``.csv`` + ``.md`` (+ ``.tex``, ``bsr.report.write_table``)
+Writes under ``--out`` one ``.csv`` + ``.md`` (+ ``.tex``, ``bsr.study.tables.write_table``)
 per table, per-pair CSVs, PNG plots, ``run_info.json`` and ``REPORT.md`` (all
 tables in one page). ``--synthetic`` replaces every dataset by small synthetic
 pairs (a smoke test; the numbers mean nothing).
@@ -72,15 +72,17 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import bsr  # noqa: E402
-from bsr import benchsets  # noqa: E402
-from bsr import data as bsr_data  # noqa: E402
+from bsr.datasets import benchsets  # noqa: E402
+from bsr.datasets import readers as bsr_data  # noqa: E402
 from bsr.baselines import FUSION, NO_REGISTRATION, REGISTRATION, register_then_fuse  # noqa: E402
 from bsr.io import to_uint8  # noqa: E402
 from bsr.metrics import METRICS as FUSION_METRICS  # noqa: E402
 from bsr.metrics import fusion_metrics  # noqa: E402
 from bsr.metrics.registration import edge_alignment, registration_metrics  # noqa: E402
-from bsr.model import BSR, load_checkpoint  # noqa: E402
-from bsr.report import git_commit, write_table  # noqa: E402
+from bsr.checkpoint import load_checkpoint  # noqa: E402
+from bsr.model import BSR  # noqa: E402
+from bsr.study.report import git_commit  # noqa: E402
+from bsr.study.tables import write_table  # noqa: E402
 from bsr.warp import warp  # noqa: E402
 
 MARGIN = 10
@@ -110,7 +112,7 @@ OPS = {"as_given": (), "flip_lr": (-1,), "flip_ud": (-2,), "rot180": (-2, -1)}
 # --------------------------------------------------------------------------- helpers
 
 def transform_pair(item: dict, op: str) -> dict:
-    """``item`` (a :func:`bsr.benchsets.make_set` dict) with the images and the field flipped by ``op``.
+    """``item`` (a :func:`bsr.datasets.benchsets.make_set` dict) with the images and the field flipped by ``op``.
 
     ``op``: ``as_given``, ``flip_lr`` (x), ``flip_ud`` (y) or ``rot180``. With ``F``
     the flip of the pixel grid and ``R`` its linear part (diag(-1, 1) for
@@ -138,7 +140,7 @@ def transform_pair(item: dict, op: str) -> dict:
 
 
 def aligned_set(pairs) -> list[dict]:
-    """The pairs as given (no misalignment), in :func:`bsr.benchsets.make_set`'s form, zero field."""
+    """The pairs as given (no misalignment), in :func:`bsr.datasets.benchsets.make_set`'s form, zero field."""
     out = []
     for p in pairs:
         ir = torch.from_numpy(p.ir)[None, None]
@@ -448,7 +450,7 @@ def load_model(args):
         if args.checkpoint:
             path = Path(args.checkpoint)
             model = load_checkpoint(path)
-            what = "checkpoint (bsr.model.load_checkpoint)"
+            what = "checkpoint (bsr.checkpoint.load_checkpoint)"
         else:
             try:
                 path = pretrained.weights_path()
@@ -484,12 +486,12 @@ def _size(s: str):
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help="a B-SR checkpoint (bsr.model.load_checkpoint) instead of the shipped one")
+    src.add_argument("--checkpoint", help="a B-SR checkpoint (bsr.checkpoint.load_checkpoint) instead of the shipped one")
     src.add_argument("--untrained", action="store_true", help="a random bsr.model.BSR() (to try the script)")
     ap.add_argument("--pairs", type=int, default=None,
                     help="first N pairs of every dataset (RoadScene test split, TNO, M3FD); default all")
     ap.add_argument("--sets", type=lambda s: _csv_list(s, benchsets.SETS, "set"), default=list(benchsets.SETS),
-                    help="comma-separated subset of bsr.benchsets.SETS for the accuracy section (default all)")
+                    help="comma-separated subset of bsr.datasets.benchsets.SETS for the accuracy section (default all)")
     ap.add_argument("--sections", type=lambda s: _csv_list(s, SECTIONS, "section"), default=list(SECTIONS),
                     help=f"comma-separated subset of {','.join(SECTIONS)} (default all)")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "released")

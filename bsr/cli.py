@@ -11,9 +11,9 @@ import os
 import sys
 
 COMMANDS = {
-    "simulate": ("bsr.testsets", "write simulated misaligned test sets (images, fields, manifest)"),
-    "datasets": ("bsr.data", "list the datasets found under the data root and check them"),
-    "train": ("bsr.train", "train B-SR from a config file (phase 1, then phase 2)"),
+    "simulate": ("bsr.datasets.testsets", "write simulated misaligned test sets (images, fields, manifest)"),
+    "datasets": ("bsr.datasets.readers", "list the datasets found under the data root and check them"),
+    "train": ("bsr.training.cli", "train B-SR from a config file (phase 1, then phase 2)"),
     "fuse": ("bsr.fuse", "register and fuse IR/visible pairs with a checkpoint"),
     "evaluate": ("bsr.metrics.cli", "score fused images against their sources"),
 }

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from .paths import REPO_ROOT
+
 __all__ = ["ConfigError", "schema", "validate_profile", "load_profile", "deep_merge", "parse_override",
            "check_config_keys", "WORKFLOW_CONFIG_KEYS"]
 
@@ -109,23 +111,44 @@ def _typed(value):
     return value
 
 
-def load_profile(path_or_name, override=None) -> dict:
-    """Load and validate a profile by path, or by name from ``config/``.
-
-    ``override`` (a mapping or YAML text) is deep-merged into the profile
-    before validation, so an override that breaks the schema fails the same way.
-    """
-    p = Path(path_or_name)
-    if not p.suffix:
-        from .paths import REPO_ROOT
-
-        p = REPO_ROOT / "config" / f"{path_or_name}.yaml"
+def _read_yaml(p: Path, seen: tuple = ()) -> dict:
+    """A profile file as a mapping, with its ``extends:`` base (a file path relative to
+    it, itself read the same way) merged underneath: the profile's keys win."""
     if not p.is_file():
-        raise ConfigError(f"profile file {p} not found")
+        raise ConfigError(f"profile file {p} not found" if not seen else f"{seen[-1]}: extends {p}, which is not found")
     try:
         cfg = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({e})") from None
+    if not isinstance(cfg, dict) or "extends" not in cfg:
+        return cfg
+    base = cfg.pop("extends")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{p}: extends must be a file path, got {base!r}")
+    path = (p.parent / base).resolve()
+    if path in seen or path == p.resolve():
+        raise ConfigError(f"{p}: extends {base}, which extends it again")
+    below = _read_yaml(path, seen + (p.resolve(),))
+    if not isinstance(below, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(below).__name__}")
+    merged = deep_merge(below, cfg)
+    return {**{k: merged[k] for k in cfg}, **merged}   # the profile's own keys first, in its order
+
+
+def load_profile(path_or_name, override=None) -> dict:
+    """Load and validate a profile by path, or by name from ``config/``.
+
+    A profile may name a base file with ``extends: <path>`` (relative to the
+    profile): the base's blocks apply, and the profile's own keys are merged
+    over them (``config/cpu.yaml`` and ``config/paper.yaml`` share their runs
+    and study blocks this way). ``override`` (a mapping or YAML text) is
+    deep-merged into the result before validation, so an override that breaks
+    the schema fails the same way.
+    """
+    p = Path(path_or_name)
+    if not p.suffix:
+        p = REPO_ROOT / "config" / f"{path_or_name}.yaml"
+    cfg = _read_yaml(p)
     over = override if isinstance(override, dict) else parse_override(override)   # a dict is used as given
     if over:
         if not isinstance(cfg, dict):

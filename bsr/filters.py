@@ -31,7 +31,7 @@ __all__ = ["sobel", "sobel_magnitude", "gaussian_kernel1d", "gaussian_window",
 _SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 
 
-def _check4(x: torch.Tensor, name: str = "x") -> None:
+def check4(x: torch.Tensor, name: str = "x") -> None:
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError(f"{name} must be a (B, C, H, W) tensor; got {getattr(x, 'shape', type(x))}")
 
@@ -57,7 +57,7 @@ def sobel(x: torch.Tensor, normalized: bool = True) -> tuple[torch.Tensor, torch
         intensity grows to the right), gy along the height (positive when it
         grows downwards). Replicate padding, so a constant image gives 0.
     """
-    _check4(x)
+    check4(x)
     b, c, h, w = x.shape
     k = _sobel_kernels(x.dtype, x.device, bool(normalized))
     xp = F.pad(x.reshape(b * c, 1, h, w), (1, 1, 1, 1), mode="replicate")
@@ -116,7 +116,7 @@ def box_filter(x: torch.Tensor, size: int) -> torch.Tensor:
     Windows that cross the border are truncated (mean over the pixels inside),
     so the output has the input's shape.
     """
-    _check4(x)
+    check4(x)
     if size < 1 or size % 2 == 0:
         raise ValueError(f"size must be a positive odd integer; got {size}")
     if size == 1:
@@ -142,8 +142,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5,
     Returns:
         SSIM in [-1, 1]; ``ssim(x, x) == 1``.
     """
-    _check4(x, "x")
-    _check4(y, "y")
+    check4(x, "x")
+    check4(y, "y")
     if x.shape != y.shape:
         raise ValueError(f"x and y differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
     h, w = x.shape[-2:]

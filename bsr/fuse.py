@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 
 from .io import IMAGE_SUFFIXES, read_image, rgb_to_ycbcr, save_npz, to_uint8, write_image, ycbcr_to_rgb
-from .data import list_images
-from .train import resolve_device
+from .datasets.readers import list_images
+from .device import resolve_device
 from .warp import identity_grid, warp
 
 __all__ = ["fuse_pair", "flow_to_rgb", "main", "DEFAULT_TILE", "DEFAULT_OVERLAP"]
@@ -245,7 +245,7 @@ def fuse_pair(model, ir: np.ndarray, vis: np.ndarray, *, tile: int = DEFAULT_TIL
 
     Args:
         model: a :class:`bsr.model.BSR` (e.g. from :func:`bsr.load_pretrained` or
-            :func:`bsr.model.load_checkpoint`), or the name of a classical
+            :func:`bsr.checkpoint.load_checkpoint`), or the name of a classical
             pipeline of :data:`bsr.baselines.COMBINATIONS` (e.g. ``"ECC + GFF"``).
         ir: (H, W) or (H, W, 3) float in [0, 1] (colour is reduced to Y).
         vis: (H, W) or (H, W, 3) float in [0, 1], same H, W.
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     if method is not None:
         model = method
     elif args.checkpoint is not None:
-        from .model import load_checkpoint
+        from .checkpoint import load_checkpoint
 
         model = load_checkpoint(args.checkpoint, map_location=resolve_device(args.device))
     else:

@@ -80,7 +80,7 @@ class GlobalStage:
 
     def matrices(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         """(B, 2, 3): IR position ``M @ [x, y, 1]`` of each visible pixel (x, y)."""
-        from .baselines.registration import ecc_affine
+        from .baselines.ecc import ecc_affine
 
         h, w = ir.shape[-2:]
         f = max(h, w) / self.max_side

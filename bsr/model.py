@@ -10,32 +10,25 @@ T with T) and inference:
   branch and the PDG branch (with the IPDG-restored fields and images).
 * :meth:`BSR.fuse` -> ``(fused, ir_registered, phi_p)``.
 
-Model sizes (``SIZES``): ``quick`` (small, for CPU tests and smoke runs) and
-``paper`` (a VoxelMorph-size-plus U-Net and a CDDFuse-size auto-encoder).
-:func:`load_checkpoint` rebuilds a model from a checkpoint without the
-training code.
+Model sizes (``SIZES``): ``quick`` (small, for CPU tests and smoke runs),
+``mid`` (``quick`` with a larger U-Net) and ``paper`` (a VoxelMorph-size-plus
+U-Net and a CDDFuse-size auto-encoder). :func:`bsr.checkpoint.load_checkpoint`
+rebuilds a model from a checkpoint without the training code.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from .global_stage import GlobalStage
-from .models import AutoEncoder, RegUNet, count_parameters
+from .networks import AutoEncoder, RegUNet, count_parameters
 from .warp import compose, warp
 
-__all__ = ["BSR", "SIZES", "model_config", "complete_model_config", "build_model", "load_checkpoint",
-           "CHECKPOINT_FORMAT"]
-
-# format 2: tensors and plain values only (loads with ``torch.load(weights_only=True)``);
-# format 1 (before) also held numpy RNG state, read by :func:`read_checkpoint` all the same
-CHECKPOINT_FORMAT = "bsr-checkpoint/2"
-CHECKPOINT_FORMATS = ("bsr-checkpoint/1", CHECKPOINT_FORMAT)
+__all__ = ["BSR", "SIZES", "model_config", "complete_model_config"]
 
 # Network sizes. Every value can be overridden from the training config
 # (``model: {size: paper, unet: {...}, ae: {...}}``).
@@ -47,7 +40,18 @@ SIZES: dict[str, dict] = {
         "local": True,
         # no Restormer blocks in the shared encoder / decoder (the global and local branches stay):
         # 3x cheaper per pass on a CPU (0.05 vs 0.14 s fwd+bwd, batch 8 x 64^2), the AE is the costly
-        # part of a quick step (4 passes); docs/method_model_train.md, "Making the full objective register"
+        # part of a quick step (4 passes); docs/method.md#fusion-network
+        "ae": {"dim": 8, "heads": 2, "enc_blocks": 0, "global_blocks": 1, "local_blocks": 1,
+               "dec_blocks": 0, "ffn_expansion": 2.0},
+        "fusion_rule": "sum",
+    },
+    # the quick model with a larger U-Net (4 levels, 16-32-32-32 channels, two convolutions per block):
+    # the quick profile's run bsr_dilate10_mid and the released model's U-Net (with a cost volume)
+    "mid": {
+        "unet": {"enc_channels": [16, 32, 32, 32], "dec_channels": [32, 32, 32], "final_channels": [16],
+                 "convs_per_block": 2, "flow_scale": 4.0, "init_std": 1e-5, "corr": None},
+        "global": None,
+        "local": True,
         "ae": {"dim": 8, "heads": 2, "enc_blocks": 0, "global_blocks": 1, "local_blocks": 1,
                "dec_blocks": 0, "ffn_expansion": 2.0},
         "fusion_rule": "sum",
@@ -281,111 +285,3 @@ class BSR(nn.Module):
         ir_reg = warp(ir, phi_p)
         fused, _, _ = self.fuse_aligned(ir_reg, vis)
         return fused, ir_reg, phi_p
-
-
-def build_model(config: dict | None = None) -> BSR:
-    return BSR(config)
-
-
-# the only non-plain objects a format-1 checkpoint holds: numpy arrays (RNG state) and torch's version string
-_V1_GLOBALS = ("numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct", "numpy.ndarray",
-               "numpy.dtype", "numpy.dtypes.UInt32DType", "torch.torch_version.TorchVersion")
-
-
-def _v1_safe_globals() -> list:
-    import numpy as np
-
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:   # numpy < 2
-        from numpy.core.multiarray import _reconstruct
-    from torch.torch_version import TorchVersion
-
-    return [(_reconstruct, "numpy._core.multiarray._reconstruct"),
-            (_reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype,
-            type(np.dtype(np.uint32)), TorchVersion]
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
-
-
-def read_checkpoint(path, map_location="cpu") -> dict:
-    """The dict of a B-SR checkpoint, read without running any code from the file.
-
-    Only tensors and plain values are unpickled (``weights_only=True``); a
-    format-1 file may also hold numpy arrays and torch's version string. A
-    file that holds any other pickled object is refused (ValueError), as is a
-    corrupt file or one that is not a B-SR checkpoint.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a refused global, or any failure of a damaged file
-        import zipfile
-
-        if not zipfile.is_zipfile(path):
-            raise ValueError(f"{path}: corrupt or not a checkpoint (not a torch.save archive: truncated, "
-                             "damaged or another kind of file)") from None
-        try:
-            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except Exception:  # noqa: BLE001 - not a readable torch.save archive
-            unsafe = []
-        if not unsafe:
-            raise ValueError(f"{path}: corrupt or not a checkpoint ({_first_line(e)})") from None
-        if not set(unsafe) <= set(_V1_GLOBALS):
-            names = ", ".join(sorted(set(unsafe) - set(_V1_GLOBALS)))
-            raise ValueError(f"{path}: refused: the file holds pickled Python objects ({names}) that could run "
-                             "code when loaded; a B-SR checkpoint holds only tensors and plain values (if an "
-                             "older bsr version wrote it, retrain with this version)") from None
-        try:
-            with torch.serialization.safe_globals(_v1_safe_globals()):
-                ck = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as e2:  # noqa: BLE001
-            raise ValueError(f"{path}: corrupt or not a checkpoint ({_first_line(e2)})") from None
-    if not isinstance(ck, dict) or ck.get("format") not in CHECKPOINT_FORMATS:
-        raise ValueError(f"{path}: not a B-SR checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    return ck
-
-
-def load_state_checked(model: nn.Module, state, path) -> None:
-    """``model.load_state_dict(state)`` with a one-line ValueError naming ``path`` when they do not match."""
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: the checkpoint holds no model weights")
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    extra = [k for k in state if k not in own]
-    shape = [k for k in own if k in state and getattr(state[k], "shape", None) != own[k].shape]
-    if missing or extra or shape:
-        parts = [f"{len(v)} {what} (e.g. {v[0]})" for what, v in
-                 (("missing", missing), ("unexpected", extra), ("of another shape", shape)) if v]
-        raise ValueError(f"{path}: the weights do not fit the checkpoint's model config: "
-                         f"{'; '.join(parts)} (a damaged or edited checkpoint)")
-    try:
-        model.load_state_dict(state)
-    except Exception as e:  # noqa: BLE001 - e.g. a non-tensor value
-        raise ValueError(f"{path}: the weights cannot be loaded ({_first_line(e)})") from None
-
-
-def load_checkpoint(path, map_location="cpu") -> BSR:
-    """Rebuild a :class:`BSR` from a checkpoint written by :mod:`bsr.train`.
-
-    The checkpoint stores the model config beside the weights, so no training
-    config or code is needed. The model comes back in eval mode. The file is
-    read by :func:`read_checkpoint`, so it cannot run code; every problem
-    with it is a one-line ValueError naming the file.
-    """
-    ck = read_checkpoint(path, map_location)
-    cfg = ck.get("model_config")
-    if not isinstance(cfg, dict) or not cfg:
-        raise ValueError(f"{path}: the checkpoint holds no model config (not written by bsr train?)")
-    try:
-        model = BSR(complete_model_config(cfg))
-    except Exception as e:  # noqa: BLE001 - an unknown key or a wrong value in the stored config
-        raise ValueError(f"{path}: its model config cannot be built ({_first_line(e)})") from None
-    load_state_checked(model, ck.get("model"), path)
-    model.eval()
-    return model

@@ -24,8 +24,8 @@ Phase 2 (fusion; decoder only)::
 
 L_nda's penalty is ``nda_form`` (default ``vector``, a Charbonnier penalty on the
 vector difference; ``polar`` is Eq. 6 as printed); ``ss_teacher`` can detach one
-side of every L_ss pair. See docs/method_model_train.md, "Making the full
-objective register".
+side of every L_ss pair. Every deviation from the paper is a field of
+:class:`LossConfig` with its measured reason in docs/method.md.
 
 L_dec in phase 2 depends only on the frozen encoder, so it is a constant
 there (logged, no gradient), as in the paper's Eq. 13.
@@ -39,17 +39,21 @@ PDG/IPDG branch (no L_ss).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from . import losses
+from .nda import NDATargets, nda_loss, nda_search
+from .pdg import seam_mask
 
 __all__ = ["LossConfig", "Objective", "VARIANTS", "variant_config"]
 
 ALIGNMENTS = ("nda", "sobel", "none")
 NDA_FORMS = ("polar", "polar_l1", "vector")
 SS_TEACHERS = ("none", "plain", "pdg")
+NDA_LR_CHECK = 1.0          # px: left-right check of precomputed L_nda targets (bsr.nda._nda_targets)
+NDA_CONSENSUS_WINDOW = 33   # px: the neighbourhood of the consensus filter (with nda_consensus)
 
 # Switch settings of each ablation (Table 4 of the paper). "full" is B-SR.
 VARIANTS: dict[str, dict] = {
@@ -78,42 +82,12 @@ class LossConfig:
     fusion_int: float = 1.0   # intensity term of L_fusion (paper Eq. 13: 1)
     fusion_grad: float = 1.0  # gradient term of L_fusion (paper Eq. 13: 1; CDDFuse uses 10)
     fusion_dec: float = 1.0   # L_dec in L_fusion
-    # -- loss parameters
+    # -- the paper's loss parameters
     w1: float = 5.0           # L1 weight in L_ss (paper)
     w2: float = 1.0           # L2 weight in L_ss (paper)
     mu: float = 1e-4          # effective-edge threshold (paper)
     nda_radius: int = 8       # L_nda neighbourhood radius in px (not given by the paper)
-    nda_match: str = "ncc"    # L_nda search: "ncc" (patch match) | "nearest" (literal); see bsr.losses
-    nda_window: int = 15      # NCC window of the search (px); 15 beats 7 cross-modally (docs/method.md)
-    nda_min_score: float = 0.5  # NCC a match needs to count
-    nda_edge_norm: str = "none"  # "none" | "max" | "mean" edge-map normalisation before mu
-    nda_angle_min: float = 0.5   # px; below it a target has no angle term
-    nda_stride: int = 1       # search every stride-th pixel only (1 = every pixel, paper)
-    nda_pdg_targets: str = "search"  # PDG branch: own search (paper) | "transfer" (PDG of the plain targets)
-    nda_targets: str = "precomputed"  # "precomputed": searched once per whole training image by the data
-                              # loader (the search depends only on the input pair), carried with each
-                              # crop; the PDG branch gets them through the PDG ops. "search": every step.
-    nda_lr_check: float | None = 1.0  # px; left-right consistency check of precomputed targets (None: off)
-    nda_consensus: float | None = None  # px; keep a precomputed target only within this distance of the median
-                              # of the targets around it (bsr.losses.nda_consistency; None: off, paper)
-    nda_consensus_window: int = 33  # px; the neighbourhood of that median
-    nda_consensus_dense: bool = False  # targets = that median of the kept targets at every pixel with enough
-                              # of them around (dense targets in flat regions; needs nda_consensus)
-    nda_form: str = "vector"  # L_nda penalty: "vector" (Charbonnier of f - d: registers faster and is robust to
-                              # the noisy cross-modal targets) | "polar" (Eq. 6 as printed: (|f|-|d|)^2 + angle)
-                              # | "polar_l1" (| |f|-|d| | + angle); see bsr.losses.nda_from_targets
-    nda_eps: float = 0.1      # px; Charbonnier epsilon of nda_form "vector"
-    epr_form: str = "global"  # L_epr: "global" (per-image distances) | "pixel"
-    rec_l2: str = "mse"       # L_recp's L2 part: "mse" | "rmse"
-    fusion_grad_norm: str = "l1"  # |grad| in L_fusion: "l1" (|gx|+|gy|) | "l2"
-    dec_eps: float = 1.01     # epsilon of L_dec (CDDFuse)
-    seam_margin: int = 0      # px around PDG seams left out of L_ss (0 = paper)
-    ss_field: float = 1.0     # extra factor on L_ss's field term (fields are in px, images in [0, 1]; 1 = paper)
-    ss_teacher: str = "none"  # L_ss gradient: "none" (both branches, paper) | "plain" (plain branch detached:
-                              # the PDG branch follows it) | "pdg" (restored PDG branch detached)
-    ss_rampup: float = 0.0    # fraction of phase 1 over which the L_ss weight ramps linearly from 0 to `ss`
-                              # (0 = paper: full weight from the start); see docs/method.md
-    # -- switches (ablations)
+    # -- switches (ablations, Table 4)
     alignment: str = "nda"    # "nda" | "sobel" (Exp. I) | "none" (Exp. II)
     use_epr: bool = True
     use_pdg: bool = True      # PDG/IPDG branch and L_ss (Exp. V: False)
@@ -122,6 +96,24 @@ class LossConfig:
     use_smooth: bool = True
     use_rec: bool = True
     use_dec: bool = True
+    # -- deviations from the paper, each with its measured reason in docs/method.md;
+    #    config/train/paper.yaml sets the paper-faithful values
+    nda_match: str = "ncc"    # L_nda search: "ncc" (patch match) | "nearest" (the literal reading); see bsr.nda
+    nda_window: int = 15      # NCC window of the search (px); 15 beats 7 cross-modally
+    nda_pdg_targets: str = "search"  # PDG branch: own search (paper) | "transfer" (PDG of the plain targets)
+    nda_targets: str = "precomputed"  # "precomputed": searched once per whole training image by the data
+                              # loader (the search depends only on the input pair), carried with each
+                              # crop; the PDG branch gets them through the PDG ops. "search": every step.
+    nda_consensus: float | None = None  # px; keep a precomputed target only within this distance of the median
+                              # of the targets around it, in a 33 px window (bsr.nda.nda_consistency; None: paper)
+    nda_consensus_dense: bool = False  # targets = that median of the kept targets at every pixel with enough
+                              # of them around (dense targets in flat regions; needs nda_consensus)
+    nda_form: str = "vector"  # L_nda penalty: "vector" (Charbonnier of f - d, eps 0.1 px: registers faster and is
+                              # robust to the noisy cross-modal targets) | "polar" (Eq. 6 as printed:
+                              # (|f|-|d|)^2 + angle) | "polar_l1" (| |f|-|d| | + angle); see bsr.nda.nda_from_targets
+    ss_field: float = 1.0     # extra factor on L_ss's field term (fields are in px, images in [0, 1]; 1 = paper)
+    ss_teacher: str = "none"  # L_ss gradient: "none" (both branches, paper) | "plain" (plain branch detached:
+                              # the PDG branch follows it) | "pdg" (restored PDG branch detached)
 
     def __post_init__(self):
         if self.alignment not in ALIGNMENTS:
@@ -135,11 +127,9 @@ class LossConfig:
         if self.nda_consensus is not None and self.nda_targets != "precomputed":
             raise ValueError("loss.nda_consensus filters precomputed targets only: set loss.nda_targets: "
                              "precomputed or loss.nda_consensus: null")
-        tau, win = self.nda_consensus, self.nda_consensus_window
-        if tau is not None and (isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0
-                                or isinstance(win, bool) or not isinstance(win, int) or win < 3 or win % 2 == 0):
-            raise ValueError(f"loss.nda_consensus must be a number > 0 (px) and nda_consensus_window an odd "
-                             f"number >= 3; got {tau!r}, {win!r}")
+        tau = self.nda_consensus
+        if tau is not None and (isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0):
+            raise ValueError(f"loss.nda_consensus must be a number > 0 (px); got {tau!r}")
         if not isinstance(self.nda_consensus_dense, bool):
             raise ValueError(f"loss.nda_consensus_dense must be true or false; got {self.nda_consensus_dense!r}")
         if self.nda_consensus_dense and self.nda_consensus is None:
@@ -158,17 +148,17 @@ class LossConfig:
 
 
     def search_options(self) -> dict:
-        """Keyword arguments of :func:`bsr.losses.nda_search` for this config."""
+        """Keyword arguments of :func:`bsr.nda.nda_search` for this config."""
         return dict(radius=self.nda_radius, mu=self.mu, match=self.nda_match, window=self.nda_window,
-                    min_score=self.nda_min_score, edge_norm=self.nda_edge_norm, stride=self.nda_stride)
+                    min_score=0.5, edge_norm="none", stride=1)
 
     def precompute_options(self) -> dict | None:
         """What the data loader needs to precompute L_nda targets (None: not needed)."""
         if self.alignment != "nda" or self.nda_targets != "precomputed":
             return None
-        opts = {**self.search_options(), "lr_check": self.nda_lr_check}
+        opts = {**self.search_options(), "lr_check": NDA_LR_CHECK}
         if self.nda_consensus is not None:   # the key only when on (the cache key also digests the code)
-            opts["consensus"] = {"tau": float(self.nda_consensus), "window": int(self.nda_consensus_window)}
+            opts["consensus"] = {"tau": float(self.nda_consensus), "window": NDA_CONSENSUS_WINDOW}
             if self.nda_consensus_dense:
                 opts["consensus"]["dense"] = True
         return opts
@@ -207,33 +197,12 @@ class Objective:
             dirs.append((d["vis" + s], d["ir" + s], d["phi_n" + s], d["vis_reg" + s]))
         return dirs
 
-    def _transfer_targets(self, tg, ops):
-        """L_nda targets of the PDG branch from the plain branch's search: PDG
-        applied to the target displacements (as a field: vectors rotated too)
-        and to the valid mask. Exact away from seams; halves the search cost."""
-        valid = self.pdg.apply(tg.valid.to(tg.delta.dtype), ops) > 0.5
-        return losses.NDATargets(self.pdg.apply(tg.delta, ops, kind="flow"), valid,
-                                 self.pdg.apply(tg.score, ops))
-
-    def _nda_seam_mask(self, ref: torch.Tensor, mask):
-        """Pixels of the PDG image farther than the search radius from a seam."""
-        from .pdg import seam_mask
-
+    def _nda_seam_mask(self, ref: torch.Tensor):
+        """Pixels of the PDG image farther than the search radius from a seam (None: no seams)."""
         if self.pdg is None or self.pdg.n < 2:
-            return mask
-        h, w = ref.shape[-2:]
-        sm = seam_mask(h, w, self.pdg.n, self.cfg.nda_radius, device=ref.device, dtype=ref.dtype)
-        return sm if mask is None else mask * sm
-
-    def _seam_mask(self, d: dict, ref: torch.Tensor):
-        """Seam mask of the PDG grid (None when ``seam_margin`` is 0)."""
-        m = self.cfg.seam_margin
-        if not m or self.pdg is None:
             return None
-        from .pdg import seam_mask
-
         h, w = ref.shape[-2:]
-        return seam_mask(h, w, self.pdg.n, m, device=ref.device, dtype=ref.dtype)
+        return seam_mask(h, w, self.pdg.n, self.cfg.nda_radius, device=ref.device, dtype=ref.dtype)
 
     # ------------------------------------------------------------------ phase 1
     def phase1(self, d: dict, progress: float = 1.0):
@@ -251,22 +220,20 @@ class Objective:
                                  "(build the loader with nda=LossConfig.precompute_options())")
             di, an, plain_targets = [], [], []
             for s in branches:
-                mask = self._seam_mask(d, d["ir"]) if s else None
-                if s and pre:   # a target must not cross a patch seam of the PDG image
-                    mask = self._nda_seam_mask(d["ir"], mask)
+                # a precomputed target must not cross a patch seam of the PDG image
+                mask = self._nda_seam_mask(d["ir"]) if s and pre else None
                 for j, (mov, fix, flow, _) in enumerate(self._directions(d, s)):
                     if pre and not s:
                         key = ("nda_p", "nda_n")[j]
-                        tg = losses.NDATargets(d[f"{key}_delta"], d[f"{key}_valid"], d[f"{key}_valid"].float())
+                        tg = NDATargets(d[f"{key}_delta"], d[f"{key}_valid"], d[f"{key}_valid"].float())
                         plain_targets.append(tg)
                     elif s and (pre or c.nda_pdg_targets == "transfer"):
-                        tg = self._transfer_targets(plain_targets[j], d["ops"])
+                        tg = plain_targets[j].through_pdg(self.pdg, d["ops"])
                     else:
-                        tg = losses.nda_search(mov, fix, **search)
+                        tg = nda_search(mov, fix, **search)
                         if not s:
                             plain_targets.append(tg)
-                    a, b = losses.nda_loss(mov, fix, flow, angle_min=c.nda_angle_min, mask=mask, targets=tg,
-                                           form=c.nda_form, eps=c.nda_eps)
+                    a, b = nda_loss(mov, fix, flow, mask=mask, targets=tg, form=c.nda_form)
                     di.append(a)
                     an.append(b)
             t["nda_di"], t["nda_an"] = _mean(di), _mean(an)
@@ -277,7 +244,7 @@ class Objective:
             weighted.append(c.edge * t["edge"])
 
         if c.use_epr:
-            t["epr"] = _mean([losses.epr_loss(mov, fix, warped, form=c.epr_form)
+            t["epr"] = _mean([losses.epr_loss(mov, fix, warped)
                               for s in branches for mov, fix, _, warped in self._directions(d, s)])
             weighted.append(c.epr * t["epr"])
 
@@ -294,33 +261,30 @@ class Objective:
                     target = d.get(f"{n}_reg{s}", d[f"{n}{s}"])
                     if not c.joint:   # Exp. III: no reconstruction gradient into the registration, target included
                         target = target.detach()
-                    rec.append(losses.recon_loss(target, d[f"{n}_rec{s}"], l2=c.rec_l2))
+                    rec.append(losses.recon_loss(target, d[f"{n}_rec{s}"]))
             t["rec"] = _mean(rec)
             weighted.append(c.rec * t["rec"])
 
         if c.use_dec and "vis_glob" in d:
             t["dec"] = _mean([losses.decomposition_loss(d["ir_glob" + s], d["vis_glob" + s],
-                                                        d["ir_loc" + s], d["vis_loc" + s], eps=c.dec_eps)
+                                                        d["ir_loc" + s], d["vis_loc" + s])
                               for s in branches])
             weighted.append(c.dec * t["dec"])
 
         if "_new" in branches:
-            mask = self._seam_mask(d, d["ir"])
-
             def ss(a, b):   # L_ss of one (plain, restored) pair, with the teacher side detached
                 if c.ss_teacher == "plain":
                     a = a.detach()
                 elif c.ss_teacher == "pdg":
                     b = b.detach()
-                return losses.ss_loss(a, b, c.w1, c.w2, mask=mask)
+                return losses.ss_loss(a, b, c.w1, c.w2)
 
             fields = ["phi_p"] + (["phi_n"] if c.bidirectional and "phi_n" in d else [])
             t["ss_field"] = _mean([ss(d[k], d[k + "_restored"]) for k in fields])
             regs = ["ir_reg"] + (["vis_reg"] if c.bidirectional and "vis_reg" in d else [])
             t["ss_aligned"] = _mean([ss(d[k], d[k + "_restored"]) for k in regs])
             t["ss_rec"] = _mean([ss(d[f"{n}_rec"], d[f"{n}_rec_restored"]) for n in names])
-            ramp = min(1.0, progress / c.ss_rampup) if c.ss_rampup > 0 else 1.0
-            weighted.append(c.ss * ramp * (c.ss_field * t["ss_field"] + t["ss_aligned"] + t["ss_rec"]))
+            weighted.append(c.ss * (c.ss_field * t["ss_field"] + t["ss_aligned"] + t["ss_rec"]))
 
         if not weighted:
             raise ValueError("every phase-1 loss term is switched off")
@@ -331,12 +295,11 @@ class Objective:
     def phase2(self, d: dict):
         c = self.cfg
         t: dict[str, torch.Tensor] = {}
-        fl = losses.fusion_loss(d["fused"], d["ir_reg"], d["vis"], grad=c.fusion_grad_norm)
+        fl = losses.fusion_loss(d["fused"], d["ir_reg"], d["vis"])
         t["fusion_int"], t["fusion_grad"] = fl
         weighted = [c.fusion_int * fl[0] + c.fusion_grad * fl[1]]
         if c.use_dec:
-            t["dec"] = losses.decomposition_loss(d["ir_glob"], d["vis_glob"], d["ir_loc"], d["vis_loc"],
-                                                 eps=c.dec_eps)
+            t["dec"] = losses.decomposition_loss(d["ir_glob"], d["vis_glob"], d["ir_loc"], d["vis_loc"])
             weighted.append(c.fusion_dec * t["dec"])
         total = torch.stack(weighted).sum()
         return total, self._finish(total, t)

@@ -2,7 +2,7 @@
 
 Everything a workflow profile produces lives under ``<results>/<profile>/``::
 
-    data/<set>/          simulated test sets (bsr.testsets)
+    data/<set>/          simulated test sets (bsr.datasets.testsets)
     notebooks/           executed notebooks (.ipynb) and their HTML
     figures/             figures (PNG)
     tables/              tables (CSV, Markdown, LaTeX)

@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["checkerboard", "edge_overlay", "sobel_edges", "plot_sample_pairs", "save_figure"]
+from .io import atomic_path
+
+__all__ = ["checkerboard", "edge_overlay", "sobel_edges", "plot_sample_pairs", "save_figure", "inset_box",
+           "method_grid", "metric_lines", "high_response_bars", "feature_map_grid"]
 
 
 def checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
@@ -70,8 +73,6 @@ def plot_sample_pairs(rows: list[dict], tiles: int = 8):
 
 def save_figure(fig, path, dpi: int = 110) -> Path:
     """Save atomically (temp file + rename)."""
-    from .io import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
@@ -147,5 +148,44 @@ def metric_lines(df, x: str, y: str, hue: str, title: str = "", ylabel: str | No
     ax.grid(alpha=0.3)
     # below the axes: with long labels or many methods a legend inside hides lines and ticks
     ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def high_response_bars(summary, order: list[str], threshold: float):
+    """Paper Fig. 11: the percentage of high-response area per PDG grid N, a
+    shallow and a deep bar each (``summary``: rows ``features``, ``N``,
+    ``mean``, ``std`` as from :func:`bsr.study.features.high_response_summary`)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for i, level in enumerate(["shallow", "deep"]):
+        s = summary[summary["features"] == level].set_index("N").reindex(order)
+        ax.bar([j + 0.4 * i for j in range(len(order))], s["mean"], width=0.4, yerr=s["std"].fillna(0),
+               label=level)
+    ax.set_xticks([j + 0.2 for j in range(len(order))], [f"N={n}" for n in order])
+    ax.set_ylabel(f"% area with response >= {threshold}")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def feature_map_grid(maps: dict, order: list[str], n_panels: int = 1):
+    """Paper Fig. 7: shallow and deep response maps (jet, [0, 1]), one column
+    per PDG grid N, two rows per pair (``maps[(N, k)]`` as from
+    :func:`bsr.study.features.feature_statistics`)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2 * n_panels, len(order), figsize=(2.2 * len(order), 4.4 * n_panels), squeeze=False)
+    for k in range(n_panels):
+        for j, n in enumerate(order):
+            for i, level in enumerate(["shallow", "deep"]):
+                ax = axes[2 * k + i, j]
+                ax.imshow(maps[(n, k)][level], cmap="jet", vmin=0, vmax=1)
+                ax.set_xticks([]), ax.set_yticks([])
+                if k == 0 and i == 0:
+                    ax.set_title(f"N={n}")
+                if j == 0:
+                    ax.set_ylabel(level)
     fig.tight_layout()
     return fig

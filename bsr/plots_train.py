@@ -8,7 +8,7 @@ _META = {"step", "phase", "phase_step", "epoch", "lr", "time_s"}
 
 
 def plot_losses(df, smooth: int = 5, log_y: bool = True):
-    """Loss curves of a training log (:func:`bsr.train.read_log`): one panel per
+    """Loss curves of a training log (:func:`bsr.training.loop.read_log`): one panel per
     phase, every logged term (unweighted) and the weighted total, with a
     centred rolling mean over ``smooth`` steps; the registration endpoint error
     (``epe``, px, against the simulated ground truth) in its own panel when logged."""

@@ -1,9 +1,9 @@
 """Training of the released registration network on real pairs (``config/pretrain/roadscene.yaml``).
 
-The study's :mod:`bsr.train` follows the paper: one misalignment per image and
+The study's :mod:`bsr.training` follows the paper: one misalignment per image and
 L_nda targets searched once per image. A model meant for anybody's pairs
 needs what that cannot give cheaply: a fresh misalignment for every sample
-(:mod:`bsr.misalign`), so that no constant offset pays. The objective is
+(:mod:`bsr.datasets.misalign`), so that no constant offset pays. The objective is
 self-supervised and search-free (:mod:`bsr.similarity`); the ground-truth
 field is used only to score the held-out validation pairs.
 
@@ -41,11 +41,11 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from . import misalign
-from .data import load_pairs
+from .datasets import misalign
+from .datasets.readers import load_pairs
 from .io import atomic_path
 from .model import model_config
-from .models import RegUNet
+from .networks import RegUNet
 from .similarity import diffusion, inside_mask, inverse_consistency, mind_loss
 from .warp import warp
 
@@ -54,7 +54,7 @@ __all__ = ["DEFAULTS", "resolve", "build_unet", "validation_set", "evaluate", "t
 DEFAULTS: dict = {
     "data": {"name": "roadscene", "root": None, "split": "train", "val_count": 16, "synthetic": None},
     "model": {"size": "paper", "unet": {}},
-    "misalignment": {},                      # bsr.misalign.Family fields
+    "misalignment": {},                      # bsr.datasets.misalign.Family fields
     "validation": {"per_pair": 2, "seed": 1234, "misalignment": {}},
     "loss": {"scales": [1, 2, 4], "smooth": 0.05, "inverse": 0.05, "margin": 2},
     "crop": 160, "batch_size": 8, "steps": 3000, "lr": 1.0e-3, "lr_final": 1.0e-4,

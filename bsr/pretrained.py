@@ -7,7 +7,7 @@ instead of loaded. ``docs/model_card.md`` describes each model: its data,
 recipe, the command that retrains it, and its measured accuracy.
 
 :func:`assemble` writes such a file from a U-Net trained by
-:mod:`bsr.pretrain` and an auto-encoder from a :mod:`bsr.train` checkpoint.
+:mod:`bsr.pretrain` and an auto-encoder from a :mod:`bsr.training` checkpoint.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from .data import file_sha256
+from .datasets.readers import file_sha256
 from .io import atomic_path
-from .model import BSR, CHECKPOINT_FORMAT, load_checkpoint
+from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+from .model import BSR
 
-__all__ = ["MODELS", "DEFAULT", "load_pretrained", "weights_path", "sha256", "assemble"]
+__all__ = ["MODELS", "DEFAULT", "load_pretrained", "weights_path", "verified_path", "sha256", "assemble"]
 
 DEFAULT = "roadscene"
 
@@ -38,7 +39,7 @@ MODELS: dict[str, dict] = {
 }
 
 
-sha256 = file_sha256   # the SHA-256 of a file's bytes (bsr.data.file_sha256)
+sha256 = file_sha256   # the SHA-256 of a file's bytes (bsr.datasets.readers.file_sha256)
 
 
 def weights_path(name: str | None = None) -> Path:
@@ -59,18 +60,23 @@ def load_pretrained(name: str | None = None, map_location="cpu") -> BSR:
     ``model.register(ir, vis)`` returns ``(phi_p, phi_n)``; ``model.fuse(ir, vis)``
     returns ``(fused, ir_registered, phi_p)``; :func:`bsr.fuse.fuse_pair` takes it.
     """
+    return load_checkpoint(verified_path(name), map_location=map_location)
+
+
+def verified_path(name: str | None = None) -> Path:
+    """:func:`weights_path`, after checking the file's SHA-256 against :data:`MODELS`."""
     path = weights_path(name)
     expected = MODELS[DEFAULT if name is None else name]["sha256"]
     got = sha256(path)
     if expected is None or got != expected:
         raise ValueError(f"{path}: checksum mismatch (sha256 {got}, expected {expected}); the file is damaged "
                          f"or was replaced; reinstall the package")
-    return load_checkpoint(path, map_location=map_location)
+    return path
 
 
 def assemble(unet_path, ae_checkpoint, out, global_stage: dict | None = None, local: bool = True) -> Path:
     """Write a shipped-model checkpoint: the U-Net of ``unet_path`` (``bsr.pretrain``'s ``unet.pt`` or
-    ``last.pt``), the auto-encoder of ``ae_checkpoint`` (a :mod:`bsr.train` checkpoint), the
+    ``last.pt``), the auto-encoder of ``ae_checkpoint`` (a :mod:`bsr.training` checkpoint), the
     ``global_stage`` config and the ``local`` switch (model option ``local``)."""
     u = torch.load(unet_path, map_location="cpu", weights_only=True)
     if not isinstance(u, dict) or u.get("format") not in ("bsr-unet/1", "bsr-pretrain/1"):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .models.correlation import mind_descriptor
+from .networks.correlation import mind_descriptor
 from .warp import compose, identity_grid
 
 __all__ = ["inside_mask", "mind_loss", "diffusion", "inverse_consistency"]

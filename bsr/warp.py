@@ -35,6 +35,12 @@ def _check(image: torch.Tensor, flow: torch.Tensor) -> None:
         raise ValueError(f"batch sizes differ: image {image.shape[0]}, flow {flow.shape[0]}")
 
 
+def check_flow(flow: torch.Tensor) -> None:
+    """A (B, 2, H, W) field tensor, or a one-line ValueError."""
+    if not isinstance(flow, torch.Tensor) or flow.ndim != 4 or flow.shape[1] != 2:
+        raise ValueError(f"flow must be (B, 2, H, W); got {getattr(flow, 'shape', type(flow))}")
+
+
 def identity_grid(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """Pixel coordinates as a (1, 2, H, W) tensor: channel 0 = x, channel 1 = y."""
     ys = torch.arange(h, device=device, dtype=dtype)

@@ -12,9 +12,8 @@ import numpy as np
 import torch
 
 from bsr import pretrain
+from bsr.checkpoint import load_checkpoint
 from bsr.pretrained import assemble
-from bsr.model import load_checkpoint
-from bsr.warp import warp
 
 GLOBAL = {"method": "ecc", "max_side": 640}
 

@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,7 +19,7 @@
 # Writes the misaligned test sets of a profile (misaligned IR, aligned IR,
 # visible image, ground-truth displacement field, manifest with checksums), so
 # that every method is scored on identical pairs, and draws a few pairs with
-# their misalignment made visible. Logic lives in `bsr.testsets` and
+# their misalignment made visible. Logic lives in `bsr.datasets.testsets` and
 # `bsr.plots`; this notebook only calls it.
 
 # %% tags=["parameters"]
@@ -37,10 +42,8 @@ tiles = 8                        # checkerboard tiles
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-
-from bsr import plots, testsets
-from bsr.data import load_simulated
+from bsr import plots
+from bsr.datasets import testsets
 
 out_dir = Path(out_dir or tempfile.mkdtemp(prefix="bsr_sim_"))
 figure_path = Path(figure_path or out_dir / "simulated_pairs.png")

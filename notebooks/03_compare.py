@@ -17,7 +17,7 @@
 # # 03 · Comparison (Tables 1, 2, 3, 5; Figs. 3, 4, 6, 9)
 #
 # Every method runs on the same simulated sets and is scored by the same
-# code (`bsr.compare`, `bsr.metrics`). Each table puts the **measured** rows
+# code (`bsr.study.scoring`, `bsr.metrics`). Each table puts the **measured** rows
 # of this run above the paper's **reported** rows, each labelled in the
 # `source` column, with the data each was computed on. The paper's eight
 # published methods cannot run here (no weights); their fused images can be
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bsr import plots, report, study
+from bsr import plots, study
 
 data_dir, checkpoint_dir, info = study.inputs(data_dir, checkpoint_dir)
 out_dir = Path(out_dir or tempfile.mkdtemp(prefix="bsr_compare_"))
@@ -69,10 +69,10 @@ for kind in sorted({info[s]["kind"] for s in sets}):
     ck = study.checkpoint_paths(checkpoint_dir, runs[kind], seeds)
     learned = {study.BSR_LABEL: ck}
     if fusion_only_run:
-        learned["B-SR fusion only, no registration (this package)"] = study.checkpoint_paths(
+        learned[study.BSR_FUSION_ONLY_LABEL] = study.checkpoint_paths(
             checkpoint_dir, fusion_only_run, seeds)
     methods = study.build_methods(fusion, registration, learned,
-                                  {"B-SR, identity registration (this package)": ck}, device)
+                                  {study.BSR_IDENTITY_LABEL: ck}, device)
     scores.append(study.score(kind_sets, methods, out_dir / "images" / "compare", external_root=external_root))
 scores = pd.concat(scores, ignore_index=True)
 study.describe_methods(methods)
@@ -84,7 +84,7 @@ study.describe_methods(methods)
 def table_for(no, pick, setting, caption, empty_note):
     name = next((s for s in sets if pick(info[s])), None)
     t = study.paper_table(scores, name, no, setting, note_if_empty=empty_note)
-    report.write_table(t, tables / f"table{no}", caption)
+    study.write_table(t, tables / f"table{no}", caption)
     return t
 
 t1 = table_for(1, lambda i: i["kind"] == "shift" and i["level"] == 5, None,
@@ -116,7 +116,7 @@ t2
 
 # %%
 reg = study.registration_summary(scores)
-report.write_table(reg.round(4), tables / "registration_accuracy",
+study.write_table(reg.round(4), tables / "registration_accuracy",
                    "Registration accuracy against the ground truth (measured, this package)")
 reg.round(3)
 
@@ -124,7 +124,7 @@ reg.round(3)
 # ## Does B-SR register from content? (not in the paper)
 # A network trained on one fixed misalignment can lower its error by outputting
 # the training offset everywhere. Here every test pair is flipped or rotated as a
-# whole before the method sees it and the field is mapped back (`bsr.diagnostics`):
+# whole before the method sees it and the field is mapped back (`bsr.study.diagnostics`):
 # a method that registers from content scores the same under every op (ratio
 # about 1); a learned constant fails under `flip_x` and `rot180` (for the
 # horizontal shift; `flip_y` is the control). Phase correlation is the reference.
@@ -138,21 +138,21 @@ content = study.content_check(check_sets, check_methods)
 content_wide = (content.pivot_table(index=["set", "method"], columns="op", values="EPE_mean", sort=False)
                 .round(3).reset_index() if len(content) else
                 pd.DataFrame({"note": ["no simulated set with a non-zero ground-truth field in this profile"]}))
-report.write_table(content_wide, tables / "content_check",
+study.write_table(content_wide, tables / "content_check",
                    "Mean EPE (px) with each test pair flipped or rotated as a whole (measured, this package)")
 content_wide
 
 # %% [markdown]
 # ## How good is the training signal? (not in the paper)
 # L_nda pulls the field towards targets found by a cross-modal search (Sobel
-# edges, NCC windows, a left-right check; `bsr.losses.nda_search`). Here those
+# edges, NCC windows, a left-right check; `bsr.nda.nda_search`). Here those
 # targets are scored against the ground truth on the test pairs, beside the
 # same search run mono-modally (IR onto the aligned IR). `valid` is the share of
 # pixels that get a target, `gt_mean` the error of a zero target.
 
 # %%
 targets = study.nda_target_table(check_sets, n_pairs=n_target_pairs)
-report.write_table(targets.round(3) if len(targets) else
+study.write_table(targets.round(3) if len(targets) else
                    pd.DataFrame({"note": ["no simulated set with a non-zero ground-truth field in this profile"]}),
                    tables / "nda_targets",
                    "Accuracy of the L_nda targets against the ground truth (measured, this package)")
@@ -162,7 +162,7 @@ targets.round(3)
 # ## Qualitative comparison (as Figs. 3, 4, 6, 9)
 
 # %%
-shown = [study.BSR_LABEL, "B-SR, identity registration (this package)"] + \
+shown = [study.BSR_LABEL, study.BSR_IDENTITY_LABEL] + \
     [m for m in ("GFF", "ECC + GFF", "TV-L1 + GFF") if m in methods]
 rows = study.qualitative_rows(study.load_sets(data_dir, sets, limit=n_qualitative), out_dir / "images" / "compare",
                               shown, n_qualitative)

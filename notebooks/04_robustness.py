@@ -38,9 +38,7 @@ device = "cpu"
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-
-from bsr import plots, report, study
+from bsr import plots, study
 
 data_dir, checkpoint_dir, info = study.inputs(data_dir, checkpoint_dir)
 out_dir = Path(out_dir or tempfile.mkdtemp(prefix="bsr_robust_"))
@@ -58,9 +56,9 @@ scores["level"] = scores["set"].map(levels)
 # %%
 fus = scores[scores["group"] == "fusion"].copy()
 fus["setting"] = "dilate_crop " + fus["level"].astype(str) + " px"    # the paper's setting names
-measured = report.measured_wide(fus, report.METRICS6, by=("setting", "method"))
-t6 = report.side_by_side(measured, 6)
-report.write_table(t6, out_dir / "tables" / "table6", "Table 6: robustness to dilate-crop levels")
+measured = study.measured_wide(fus, study.METRICS6, by=("setting", "method"))
+t6 = study.side_by_side(measured, 6)
+study.write_table(t6, out_dir / "tables" / "table6", "Table 6: robustness to dilate-crop levels")
 t6
 
 # %% [markdown]
@@ -73,7 +71,7 @@ fig = plots.metric_lines(epe, "level", "value", "method", "Registration error vs
                          "mean endpoint error (px)")
 plots.save_figure(fig, out_dir / "figures" / "robustness_epe.png")
 table = epe.pivot_table(index="method", columns="level", values="value", sort=False).round(3)
-report.write_table(table.reset_index(), out_dir / "tables" / "robustness_epe",
+study.write_table(table.reset_index(), out_dir / "tables" / "robustness_epe",
                    "Mean endpoint error (px) per dilate-crop level (measured)")
 table
 
@@ -81,14 +79,7 @@ table
 # ## Fig. 10: the same pair at every level
 
 # %%
-rows = []
-for name, pairs in sets.items():
-    p = pairs[0]
-    row = {"title": f"{levels[name]} px\n{p.name}", "IR (input)": p.ir, "VIS": p.vis}
-    f = out_dir / "images" / "robustness" / study.BSR_LABEL.replace(" ", "") / name / f"{p.name}.png"
-    if f.is_file():
-        from bsr.io import read_image
-        row[study.BSR_LABEL] = read_image(f)
-    rows.append(row)
+rows = study.qualitative_rows(sets, out_dir / "images" / "robustness", [study.BSR_LABEL], 1,
+                              titles={name: f"{levels[name]} px" for name in sets})
 fig = plots.method_grid(rows, [c for c in ("IR (input)", "VIS", study.BSR_LABEL) if c in rows[0]])
 plots.save_figure(fig, out_dir / "figures" / "robustness_levels.png")

@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -33,9 +38,7 @@ n_qualitative = 2
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-
-from bsr import plots, report, study
+from bsr import plots, study
 
 data_dir, checkpoint_dir, info = study.inputs(data_dir, checkpoint_dir)
 out_dir = Path(out_dir or tempfile.mkdtemp(prefix="bsr_ablation_"))
@@ -50,14 +53,14 @@ scores = study.score(sets, methods, out_dir / "images" / "ablation")
 
 # %%
 t4 = study.paper_table(scores, set_name, 4, metrics=["SD", "AG", "MG", "EI"])
-report.write_table(t4, out_dir / "tables" / "table4", "Table 4: ablation (SD, AG, MG, EI)")
+study.write_table(t4, out_dir / "tables" / "table4", "Table 4: ablation (SD, AG, MG, EI)")
 t4
 
 # %%
-allm = report.measured_wide(scores[scores["group"] == "fusion"], ["Qabf", "VIFF", "SF", "AG", "MG", "EI", "SD", "EN"])
+allm = study.measured_wide(scores[scores["group"] == "fusion"], ["Qabf", "VIFF", "SF", "AG", "MG", "EI", "SD", "EN"])
 reg = study.registration_summary(scores)[["method", "EPE_mean", "EPE>1px", "SSIM", "edge_chamfer_px"]].round(3)
 full = allm.merge(reg, on="method", how="left")
-report.write_table(full, out_dir / "tables" / "ablation_all_metrics",
+study.write_table(full, out_dir / "tables" / "ablation_all_metrics",
                    "Ablation: all eight fusion metrics and the registration error (measured)")
 full
 

@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -26,14 +31,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from bsr import report
+from bsr import study
 
 if root is None:   # demo: one table beside the paper's, so the notebook runs on its own
     root = Path(tempfile.mkdtemp(prefix="bsr_report_"))
-    demo = report.side_by_side(pd.DataFrame({"method": ["demo"], "SD": ["1.00"], "AG": ["1.00"],
+    demo = study.side_by_side(pd.DataFrame({"method": ["demo"], "SD": ["1.00"], "AG": ["1.00"],
                                              "MG": ["1.00"], "EI": ["1.00"]}), 4)
-    report.write_table(demo, root / "tables" / "table4", "demo table")
+    study.write_table(demo, root / "tables" / "table4", "demo table")
     profile_config = profile_config or {"profile": profile}
-path = report.write_report(root, profile_config)
+path = study.write_report(root, profile_config)
 print(path)
 print(path.read_text()[:3000])

@@ -10,8 +10,9 @@ from scipy import ndimage
 from bsr import baselines
 from bsr.baselines import COMBINATIONS, FUSION, REGISTRATION, register_then_fuse
 from bsr.baselines import fusion as fu
+from bsr.baselines import ecc, ecc_numpy, fields
 from bsr.baselines import registration as rg
-from bsr.simulate import dilate_crop, shift
+from bsr.datasets.simulate import dilate_crop, shift
 from bsr.warp import warp
 
 H, W = 128, 160
@@ -101,20 +102,20 @@ def test_ecc_matrix_and_zoom(cross_pair):
     """ECC recovers a dilate-crop zoom (an affine map) across modalities."""
     ir, vis = cross_pair
     mis, gt = dilate_crop(ir, 10)
-    m = rg.ecc_affine_numpy(mis[0, 0].double().numpy(), vis[0, 0].double().numpy(),
+    m = ecc_numpy.ecc_affine_numpy(mis[0, 0].double().numpy(), vis[0, 0].double().numpy(),
                             return_matrix=True)
     assert m.shape == (2, 3)
-    field = torch.from_numpy(rg.affine_to_field(m, H, W)).float()[None]
+    field = torch.from_numpy(fields.affine_to_field(m, H, W)).float()[None]
     assert _interior_epe(field, gt) < 0.5
 
 
 def test_ecc_translation_motion(cross_pair):
     ir, vis = cross_pair
     mis, gt = shift(ir, DX, DY)
-    f = rg.ecc_affine(mis, vis, motion="translation")
+    f = ecc.ecc_affine(mis, vis, motion="translation")
     assert _interior_epe(f, gt) < 0.5
     with pytest.raises(ValueError):
-        rg.ecc_affine(mis, vis, motion="homography")
+        ecc.ecc_affine(mis, vis, motion="homography")
 
 
 def _rotated(ir: torch.Tensor, deg: float, tx: float, ty: float):
@@ -124,8 +125,8 @@ def _rotated(ir: torch.Tensor, deg: float, tx: float, ty: float):
     c = np.array([(W - 1) / 2.0, (H - 1) / 2.0])
     n = np.concatenate((a, (c - a @ c + [tx, ty])[:, None]), axis=1)   # mis(q) = ir(n q)
     n_inv = np.linalg.inv(np.vstack((n, [0, 0, 1])))[:2]
-    mis = warp(ir, torch.from_numpy(rg.affine_to_field(n, H, W)).to(ir.dtype)[None])
-    return mis, torch.from_numpy(rg.affine_to_field(n_inv, H, W)).to(ir.dtype)[None]
+    mis = warp(ir, torch.from_numpy(fields.affine_to_field(n, H, W)).to(ir.dtype)[None])
+    return mis, torch.from_numpy(fields.affine_to_field(n_inv, H, W)).to(ir.dtype)[None]
 
 
 @pytest.mark.parametrize("pair", ["mono_pair", "cross_pair"])
@@ -135,7 +136,7 @@ def test_ecc_recovers_rotation(pair, request):
     mis, gt = _rotated(ir, 5.0, 6.0, -4.0)
     f = REGISTRATION["ECC"](mis, vis)
     assert _interior_epe(f, gt) < 0.5
-    m = rg.ecc_affine_opencv(mis[0, 0].double().numpy(), vis[0, 0].double().numpy(), return_matrix=True)
+    m = ecc.ecc_affine_opencv(mis[0, 0].double().numpy(), vis[0, 0].double().numpy(), return_matrix=True)
     assert m.shape == (2, 3)
     assert np.isclose(np.rad2deg(np.arctan2(m[1, 0], m[0, 0])), -5.0, atol=0.3)
 
@@ -148,19 +149,19 @@ def test_ecc_degenerate_inputs_give_finite_fields(cross_pair):
     bad = ir.clone()
     bad[..., 10, 10] = float("nan")
     for a, b in ((flat, flat), (flat, vis), (ir, zeros), (bad, vis)):
-        f = rg.ecc_affine(a, b)
+        f = ecc.ecc_affine(a, b)
         assert f.shape == (1, 2, H, W) and torch.isfinite(f).all()
-    assert torch.equal(rg.ecc_affine(flat, flat), torch.zeros(1, 2, H, W))
+    assert torch.equal(ecc.ecc_affine(flat, flat), torch.zeros(1, 2, H, W))
     # unrelated content: a finite field within the plausibility limits (centre moved < 35 %)
     noise = _t(ndimage.gaussian_filter(np.random.default_rng(7).random((H, W)), 1.0))
-    f = rg.ecc_affine(noise, vis)
+    f = ecc.ecc_affine(noise, vis)
     assert torch.isfinite(f).all()
     assert abs(float(f[0, 0, H // 2, W // 2])) < 0.35 * W and abs(float(f[0, 1, H // 2, W // 2])) < 0.35 * H
     # below min_rho the result is discarded: no registration rather than a doubtful one
     mis, _ = shift(ir, DX, DY)
-    assert torch.equal(rg.ecc_affine(mis, vis, min_rho=1.01), torch.zeros(1, 2, H, W))
+    assert torch.equal(ecc.ecc_affine(mis, vis, min_rho=1.01), torch.zeros(1, 2, H, W))
     # a tiny image: no pyramid, hardly any search; still a finite field
-    f = rg.ecc_affine(ir[..., :12, :14], vis[..., :12, :14])
+    f = ecc.ecc_affine(ir[..., :12, :14], vis[..., :12, :14])
     assert f.shape == (1, 2, 12, 14) and torch.isfinite(f).all()
 
 
@@ -168,12 +169,12 @@ def test_ecc_motions_and_registry(cross_pair):
     import cv2
 
     ir, vis = cross_pair
-    assert REGISTRATION["ECC"] is rg.ecc_affine
-    assert rg.ecc_affine_numpy not in REGISTRATION.values()
+    assert REGISTRATION["ECC"] is ecc.ecc_affine
+    assert ecc_numpy.ecc_affine_numpy not in REGISTRATION.values()
     mis, gt = shift(ir, DX, DY)
     threads = cv2.getNumThreads()
     for motion in ("euclidean", "scale"):      # "scale" runs the numpy implementation
-        assert _interior_epe(rg.ecc_affine(mis, vis, motion=motion), gt) < 0.5, motion
+        assert _interior_epe(ecc.ecc_affine(mis, vis, motion=motion), gt) < 0.5, motion
     assert cv2.getNumThreads() == threads      # the one-thread setting is undone
 
 
@@ -181,7 +182,7 @@ def test_ecc_batch_mixed_motions_and_dtype(cross_pair):
     ir, vis = cross_pair
     m1, g1 = _rotated(ir, -4.0, -5.0, 3.0)
     m2, g2 = dilate_crop(ir, 10)
-    f = rg.ecc_affine(torch.cat((m1, m2, ir)).double(), torch.cat((vis, vis, vis)).double())
+    f = ecc.ecc_affine(torch.cat((m1, m2, ir)).double(), torch.cat((vis, vis, vis)).double())
     assert f.shape == (3, 2, H, W) and f.dtype == torch.float64
     assert _interior_epe(f[:1], g1.double()) < 0.5
     assert _interior_epe(f[1:2], g2.double()) < 0.5
@@ -194,18 +195,18 @@ def test_batch_of_two(mono_pair):
     m2, g2 = shift(ir, -2.0, 5.0)
     mis = torch.cat((m1, m2))
     gt = torch.cat((g1, g2))
-    f = rg.ecc_affine(mis, torch.cat((vis, vis)))
+    f = ecc.ecc_affine(mis, torch.cat((vis, vis)))
     assert f.shape == (2, 2, H, W)
     assert _interior_epe(f[:1], gt[:1]) < 0.5 and _interior_epe(f[1:], gt[1:]) < 0.5
 
 
 def test_field_helpers():
-    f = rg.translation_to_field(1.5, -2.0, 4, 5)
+    f = fields.translation_to_field(1.5, -2.0, 4, 5)
     assert f.shape == (2, 4, 5) and np.all(f[0] == 1.5) and np.all(f[1] == -2.0)
     m = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]])
-    assert np.allclose(rg.affine_to_field(m, 4, 5), rg.translation_to_field(2.0, -1.0, 4, 5))
+    assert np.allclose(fields.affine_to_field(m, 4, 5), fields.translation_to_field(2.0, -1.0, 4, 5))
     z = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]])   # q = 2p: field = p
-    fz = rg.affine_to_field(z, 3, 4)
+    fz = fields.affine_to_field(z, 3, 4)
     assert np.allclose(fz[0], np.arange(4)[None, :].repeat(3, 0))
     assert np.allclose(fz[1], np.arange(3)[:, None].repeat(4, 1))
 

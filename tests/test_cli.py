@@ -13,9 +13,10 @@ import torch
 import yaml
 
 from bsr import cli
-from bsr import train as T
+from bsr.checkpoint import load_checkpoint
 from bsr.io import write_image
-from bsr.model import load_checkpoint
+from bsr.training import cli as training_cli
+from bsr.training import config as training_config
 
 TINY = {"model": {"size": "quick"},
         "data": {"name": "synthetic", "synthetic": {"n": 4, "size": [32, 32], "seed": 0},
@@ -219,7 +220,7 @@ def test_permission_error_names_the_file(tmp_path, config, capsys, monkeypatch):
     def denied(self, *a, **kw):
         raise PermissionError(13, "Permission denied", str(self))
 
-    monkeypatch.setattr(T.Path, "read_text", denied)
+    monkeypatch.setattr(training_config.Path, "read_text", denied)
     rc, err = run(capsys, "train", "--config", config, "--out", tmp_path / "o")
     assert rc == 1 and one_line(err) == f"bsr train: error: {config}: Permission denied"
 
@@ -228,7 +229,7 @@ def test_ctrl_c_says_interrupted(tmp_path, config, capsys, monkeypatch):
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(T, "train", interrupted)
+    monkeypatch.setattr(training_cli, "train", interrupted)
     rc, err = run(capsys, "train", "--config", config, "--out", tmp_path / "o")
     assert rc == 130 and one_line(err) == "bsr train: interrupted"
 
@@ -237,7 +238,7 @@ def test_unexpected_errors_are_one_line_too(tmp_path, config, capsys, monkeypatc
     def broken(*a, **kw):
         raise RuntimeError("something deep went wrong\nwith more lines")
 
-    monkeypatch.setattr(T, "train", broken)
+    monkeypatch.setattr(training_cli, "train", broken)
     rc, err = run(capsys, "train", "--config", config, "--out", tmp_path / "o")
     assert rc == 1 and one_line(err) == "bsr train: error: RuntimeError: something deep went wrong"
     monkeypatch.setenv("BSR_TRACEBACK", "1")

@@ -1,7 +1,6 @@
 """Profiles validate against the schema; bad ones fail with the key named."""
 
 import pytest
-import yaml
 
 from bsr.config import ConfigError, load_profile, validate_profile
 from bsr.paths import REPO_ROOT
@@ -75,3 +74,29 @@ def test_unknown_workflow_config_key_is_refused():
         check_config_keys({"profle": "test"})
     with pytest.raises(ConfigError, match=r"unknown --config keys 'overide' \(did you mean 'override'\?\), 'zzz';"):
         check_config_keys({"profile": "test", "zzz": "1", "overide": "{}"})
+
+
+def test_extends_merges_a_base_file_under_the_profile(tmp_path):
+    """`extends:` puts a base file's blocks under the profile; the profile's keys win,
+    mappings merge key by key; a missing base or a cycle is one clear error."""
+    from bsr.config import _read_yaml
+
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "base.yaml").write_text("seeds: [0, 1]\nstudy: {n_qualitative: 2, pdg_threshold: 0.6}\n")
+    (tmp_path / "p.yaml").write_text("extends: shared/base.yaml\nprofile: p\nstudy: {n_qualitative: 5}\n")
+    got = _read_yaml(tmp_path / "p.yaml")
+    assert got == {"profile": "p", "study": {"n_qualitative": 5, "pdg_threshold": 0.6}, "seeds": [0, 1]}
+    assert list(got) == ["profile", "study", "seeds"]          # the profile's own keys first
+    (tmp_path / "q.yaml").write_text("extends: nowhere.yaml\nprofile: q\n")
+    with pytest.raises(ConfigError, match="extends .*nowhere.yaml, which is not found"):
+        _read_yaml(tmp_path / "q.yaml")
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="extends it again"):
+        _read_yaml(tmp_path / "a.yaml")
+
+
+def test_cpu_and_paper_share_the_study_blocks():
+    cpu, paper = load_profile("cpu"), load_profile("paper")
+    assert cpu["runs"] == paper["runs"] and cpu["study"] == paper["study"]
+    assert cpu["train"]["model"] != paper["train"]["model"]

@@ -1,4 +1,4 @@
-"""bsr.models.correlation: the cost volume's displacement convention, its modality
+"""bsr.networks.correlation: the cost volume's displacement convention, its modality
 robustness, the soft-argmax readout, and the U-Net option that uses it."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bsr.data import load_pairs
-from bsr.models import RegUNet
-from bsr.models.correlation import (cost_volume, cost_volume_channels, edge_cost_volume,
+from bsr.datasets.readers import load_pairs
+from bsr.networks import RegUNet
+from bsr.networks.correlation import (cost_volume, cost_volume_channels, edge_cost_volume,
                                     mind_cost_volume, soft_argmax)
 from bsr.warp import warp
 

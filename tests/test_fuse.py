@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from bsr import cli
+from bsr.checkpoint import load_checkpoint, save_checkpoint
 from bsr.fuse import flow_to_rgb, fuse_pair
 from bsr.io import read_image, rgb_to_ycbcr, write_image, ycbcr_to_rgb
-from bsr.model import BSR, load_checkpoint, model_config
-from bsr.train import TrainConfig, save_checkpoint
+from bsr.model import BSR, model_config
+from bsr.training import TrainConfig
 
 H, W = 37, 53
 

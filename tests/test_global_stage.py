@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from bsr import simulate
+from bsr.datasets import simulate
 from bsr.global_stage import GlobalStage, _rescale, affine_field, fit_affine
 from bsr.model import BSR, model_config
 from bsr.warp import compose, identity_grid

@@ -384,3 +384,19 @@ def test_mg_ei_scale_matches_the_paper_on_roadscene():
         # the paper's tables: MG about 7.3 x AG, EI about 2.6 x AG
         assert 6.9 < m["MG"] / m["AG"] < 7.8
         assert 2.45 < m["EI"] / m["AG"] < 2.8
+
+
+def test_metrics_run_blas_single_threaded():
+    """Inside the metrics every BLAS library runs one thread (threadpoolctl), and the
+    caller's setting is restored afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from bsr.metrics.fusion import _one_blas_thread
+
+    blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+    if not blas:
+        pytest.skip("no BLAS library reports its threads here (threadpoolctl found none)")
+    with threadpool_limits(limits=2, user_api="blas"):
+        with _one_blas_thread():
+            assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {1}
+        assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {2}

@@ -1,10 +1,10 @@
-"""The per-sample misalignment family of real-data training (bsr.misalign)."""
+"""The per-sample misalignment family of real-data training (bsr.datasets.misalign)."""
 
 import numpy as np
 import pytest
 import torch
 
-from bsr import misalign, simulate
+from bsr.datasets import misalign, simulate
 from bsr.warp import warp
 
 
@@ -22,7 +22,7 @@ def test_dilate_draw_matches_simulate_dilate_crop():
     sx = prm["matrix"][0, 0]
     d = 128 / sx - 128
     assert 0 <= d <= 10
-    # an integer d reproduces bsr.simulate.dilate_crop exactly (up to d//2 vs d/2 for odd d)
+    # an integer d reproduces bsr.datasets.simulate.dilate_crop exactly (up to d//2 vs d/2 for odd d)
     m = np.array([[128 / 136, 0, (4 + 0.5) * 128 / 136 - 0.5], [0, 96 / 104, (4 + 0.5) * 96 / 104 - 0.5]])
     mis = misalign.misaligned_crop(ir, {"matrix": m, "elastic": None}, (0, 0, 96, 128))
     ref, _ = simulate.dilate_crop(ir, 8)

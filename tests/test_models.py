@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from bsr.model import BSR, SIZES, model_config
-from bsr.models import AutoEncoder, RegUNet, count_parameters
-from bsr.models.autoencoder import InvertibleBlock
+from bsr.networks import AutoEncoder, RegUNet, count_parameters
+from bsr.networks.autoencoder import InvertibleBlock
 from bsr.pdg import ProxyDataGenerator
 from bsr.warp import warp
 

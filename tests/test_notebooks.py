@@ -1,5 +1,5 @@
 """Source notebooks: a tagged parameters cell first among code cells, no
-outputs, and (where paired) in sync with their jupytext percent script.
+outputs, and each paired with its jupytext percent script and in sync with it.
 Execution of each notebook with its defaults is checked by nbval (`--nbval-lax`)."""
 
 import json
@@ -26,11 +26,15 @@ def test_parameters_cell_and_no_outputs(path):
     assert all(c.get("execution_count") is None for c in cells)
 
 
-@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.with_suffix(".py").exists()], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_paired_script_in_sync(path):
+    assert path.with_suffix(".py").is_file(), \
+        f"{path.name} has no paired script: run `jupytext --set-formats ipynb,py:percent {path}`"
+    nb = json.loads(path.read_text())
+    assert "py:percent" in nb.get("metadata", {}).get("jupytext", {}).get("formats", ""), \
+        f"{path.name} is not paired in its metadata: run `jupytext --set-formats ipynb,py:percent {path}`"
     jupytext = pytest.importorskip("jupytext")
     from_py = jupytext.read(path.with_suffix(".py"))
-    nb = json.loads(path.read_text())
     src = lambda cells: [("".join(c["source"]) if isinstance(c["source"], list) else c["source"]).strip()
                          for c in cells]
     assert src(nb["cells"]) == src(from_py["cells"]), \

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import bsr
-from bsr import pretrained, simulate
+from bsr import pretrained
+from bsr.datasets import simulate
 from bsr.model import BSR
 
 
@@ -46,7 +47,7 @@ def _roadscene():
     root = os.environ.get("BSR_DATA")
     if not root or not (Path(root) / "roadscene" / "splits" / "test.txt").is_file():
         pytest.skip("RoadScene is not under $BSR_DATA (set BSR_DATA to the data root to run this test)")
-    from bsr.data import load_pairs
+    from bsr.datasets.readers import load_pairs
 
     return {p.name: p for p in load_pairs("roadscene", root=root, split="test", limit=4)}
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from bsr import benchsets
-from bsr.data import load_pairs
+from bsr.datasets import benchsets
+from bsr.datasets.readers import load_pairs
 from bsr.warp import warp
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "released_model.py"

@@ -2,7 +2,7 @@
 
 import torch
 
-from bsr import simulate
+from bsr.datasets import simulate
 from bsr.similarity import diffusion, inside_mask, inverse_consistency, mind_loss
 from bsr.warp import warp
 

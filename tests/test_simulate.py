@@ -1,11 +1,11 @@
-"""bsr.simulate: each misalignment carries a field that undoes it."""
+"""bsr.datasets.simulate: each misalignment carries a field that undoes it."""
 
 import numpy as np
 import pytest
 import torch
 from skimage.transform import resize
 
-from bsr import simulate
+from bsr.datasets import simulate
 from bsr.warp import warp
 
 M = 12  # border margin excluded from recovery checks

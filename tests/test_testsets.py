@@ -1,4 +1,4 @@
-"""bsr.testsets and `bsr simulate`: sets on disk, checksums, no half-written output."""
+"""bsr.datasets.testsets and `bsr simulate`: sets on disk, checksums, no half-written output."""
 
 import json
 import os
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from bsr import testsets
+from bsr.datasets import testsets
 from bsr.cli import main as cli
-from bsr.data import DataError, load_pairs, load_simulated
+from bsr.datasets.readers import DataError, load_pairs, load_simulated
 from bsr.warp import warp
 
 
@@ -99,7 +99,7 @@ def test_real_misalignment_set_has_no_ground_truth(tmp_path, pairs):
 
 
 def test_synthetic_test_options_of_a_profile():
-    from bsr.testsets import synthetic_test_options
+    from bsr.datasets.testsets import synthetic_test_options
 
     assert synthetic_test_options({}) is None and synthetic_test_options(None) is None   # real-data profiles
     assert synthetic_test_options({"n_train": 4, "n_test": 2, "size": [96, 128], "seed": 3}) == \
@@ -158,7 +158,7 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path, pairs):
     """SIGKILL leaves the hidden temporary folder; the next run removes it, and
     only it: another live process's, another host's and foreign hidden folders stay."""
     out = tmp_path / "sets"
-    code = ("import time\nfrom bsr import testsets\nfrom bsr.data import load_pairs\n"
+    code = ("import time\nfrom bsr.datasets import testsets\nfrom bsr.datasets.readers import load_pairs\n"
             "testsets.save_npz = lambda *a, **k: time.sleep(600)\n"
             "pairs = load_pairs('synthetic', split='test', synthetic={'n': 1, 'size': [32, 32]})\n"
             f"testsets.write_test_set(pairs, 'shift', 5, {str(out)!r}, 'synthetic', progress=False)\n")

@@ -38,13 +38,13 @@ reports the speed-up).
 
 from __future__ import annotations
 
-import ctypes
 import math
 from collections.abc import Iterable
 from contextlib import contextmanager
 
 import numpy as np
 from scipy.ndimage import correlate1d
+from threadpoolctl import ThreadpoolController
 
 __all__ = [
     "METRICS", "DEFINITIONS", "DEFAULTS", "fusion_metrics",
@@ -126,55 +126,20 @@ def _choose(metric: str, name: str | None) -> str:
 # ----------------------------------------------------------------------------
 # BLAS threads
 
-_BLAS_SETTERS: list | None = None
-
-
-def _blas_setters() -> list:
-    """(set, get) function pairs of every OpenBLAS loaded in this process (found by path
-    in /proc/self/maps; an empty list elsewhere or if none is found)."""
-    global _BLAS_SETTERS
-    if _BLAS_SETTERS is None:
-        found = []
-        try:
-            with open("/proc/self/maps") as fh:
-                paths = sorted({tok for tok in (ln.split()[-1] for ln in fh if ln.strip())
-                                if tok.startswith("/") and "openblas" in tok.lower()})
-        except OSError:
-            paths = []
-        for path in paths:
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", ""),
-                                   ("openblas", "64_")):
-                setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                if setter is not None and getter is not None:
-                    setter.restype, getter.restype = None, ctypes.c_int
-                    setter.argtypes = [ctypes.c_int]
-                    found.append((setter, getter))
-                    break
-        _BLAS_SETTERS = found
-    return _BLAS_SETTERS
+_BLAS: ThreadpoolController | None = None
 
 
 @contextmanager
 def _one_blas_thread():
     """Run BLAS single-threaded inside the block. The banded products here are small;
     OpenBLAS' own threads only add overhead, and oversubscribe the cores when
-    evaluate_pairs already runs one process per core (4x slower wall time measured)."""
-    setters = _blas_setters()
-    old = [get() for _, get in setters]
-    for (setter, _), n in zip(setters, old):
-        if n != 1:
-            setter(1)
-    try:
+    evaluate_pairs already runs one process per core (4x slower wall time measured).
+    threadpoolctl finds the BLAS libraries once (they are loaded with numpy)."""
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    with _BLAS.limit(limits=1, user_api="blas"):
         yield
-    finally:
-        for (setter, _), n in zip(setters, old):
-            if n != 1:
-                setter(n)
 
 
 # ----------------------------------------------------------------------------

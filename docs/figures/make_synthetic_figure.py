@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bsr.synthetic import generate_pair
+from bsr.datasets.synthetic import generate_pair
 
 HERE = Path(__file__).parent
 root = os.environ.get("BSR_DATA") or str(HERE.parents[2] / "shared" / "datasets")

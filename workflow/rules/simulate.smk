@@ -9,6 +9,8 @@ rule simulate_datasets:
         html=R / "notebooks" / "01_simulate_datasets.html",
     log:
         nb=R / "notebooks" / "01_simulate_datasets.ipynb",
+    benchmark:
+        R / "benchmarks" / "simulate_datasets.tsv"
     params:
         nb=lambda w, output: nb_params(
             profile=PROFILE,

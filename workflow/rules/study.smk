@@ -24,6 +24,8 @@ rule compare:
         html=R / "notebooks" / "03_compare.html",
     log:
         nb=R / "notebooks" / "03_compare.ipynb",
+    benchmark:
+        R / "benchmarks" / "compare.tsv"
     params:
         nb=lambda w: nb_params(**COMMON, **paths(data_dir=DATA, checkpoint_dir=R / "checkpoints", out_dir=R),
                                runs=S.get("compare", {}), fusion_only_run=S.get("fusion_only"),
@@ -47,6 +49,8 @@ rule robustness:
         html=R / "notebooks" / "04_robustness.html",
     log:
         nb=R / "notebooks" / "04_robustness.ipynb",
+    benchmark:
+        R / "benchmarks" / "robustness.tsv"
     params:
         nb=lambda w: nb_params(**COMMON, **paths(data_dir=DATA, checkpoint_dir=R / "checkpoints", out_dir=R),
                                run=S.get("robustness", "bsr_dilate5"), extra_runs=S.get("robustness_extra", {}),
@@ -68,6 +72,8 @@ rule pdg_statistics:
         html=R / "notebooks" / "05_pdg_statistics.html",
     log:
         nb=R / "notebooks" / "05_pdg_statistics.ipynb",
+    benchmark:
+        R / "benchmarks" / "pdg_statistics.tsv"
     params:
         nb=lambda w: nb_params(**COMMON, **paths(data_dir=DATA, checkpoint_dir=R / "checkpoints", out_dir=R),
                                runs=S.get("pdg", {}), threshold=S.get("pdg_threshold", 0.6)),
@@ -87,6 +93,8 @@ rule ablation:
         html=R / "notebooks" / "06_ablation.html",
     log:
         nb=R / "notebooks" / "06_ablation.ipynb",
+    benchmark:
+        R / "benchmarks" / "ablation.tsv"
     params:
         nb=lambda w: nb_params(**COMMON, **paths(data_dir=DATA, checkpoint_dir=R / "checkpoints", out_dir=R),
                                runs=S.get("ablation", {}), n_qualitative=S.get("n_qualitative", 2)),
@@ -95,8 +103,11 @@ rule ablation:
         NB_SHELL
 
 
-STUDY_OUTPUTS = [rules.simulate_datasets.output.html, rules.compare.output.html, rules.robustness.output.html,
-                 rules.pdg_statistics.output.html, rules.ablation.output.html]
+# The stages a profile's study asks for (a study of a shipped model has no PDG or ablation runs).
+STUDY_OUTPUTS = [rules.simulate_datasets.output.html] + [
+    out for key, out in (("compare", rules.compare.output.html), ("robustness", rules.robustness.output.html),
+                         ("pdg", rules.pdg_statistics.output.html), ("ablation", rules.ablation.output.html))
+    if key in S]
 
 
 rule report:
@@ -108,6 +119,8 @@ rule report:
         html=R / "notebooks" / "07_report.html",
     log:
         nb=R / "notebooks" / "07_report.ipynb",
+    benchmark:
+        R / "benchmarks" / "report.tsv"
     params:
         nb=lambda w: nb_params(profile=PROFILE, root=str(R.resolve()),
                                      profile_config=dict(P, command_line_override=OVERRIDE) if OVERRIDE else P),

@@ -13,8 +13,8 @@ def run_config(run, seed):
 
 
 def check_runs():
-    """Every run's training config, validated by bsr.train before any job starts."""
-    from bsr.train import TrainConfig
+    """Every run's training config, validated by bsr.training before any job starts."""
+    from bsr.training import TrainConfig
 
     for run in P.get("runs", {}):
         try:
@@ -27,6 +27,11 @@ check_runs()
 
 
 def checkpoint(run, seed):
+    """A run's final checkpoint; ``pretrained:<name>`` is a shipped model (bsr.pretrained), trained by no rule."""
+    if run.startswith("pretrained:"):
+        from bsr.pretrained import weights_path
+
+        return weights_path(run.split(":", 1)[1])
     return R / "checkpoints" / run / f"seed{seed}" / "final.pt"
 
 
@@ -42,6 +47,8 @@ rule train:
         html=R / "notebooks" / "02_train_bsr" / "{run}_seed{seed}.html",
     log:
         nb=R / "notebooks" / "02_train_bsr" / "{run}_seed{seed}.ipynb",
+    benchmark:
+        R / "benchmarks" / "train_{run}_seed{seed}.tsv"
     params:
         nb=lambda w: nb_params(
             out_dir=str((R / "checkpoints" / w.run / f"seed{w.seed}").resolve()),
