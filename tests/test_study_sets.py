@@ -37,3 +37,28 @@ def test_checkpoint_paths_lists_the_missing(tmp_path):
     assert sets.checkpoint_paths(tmp_path, "run", [0]) == [tmp_path / "run" / "seed0" / "final.pt"]
     with pytest.raises(FileNotFoundError, match="seed1"):
         sets.checkpoint_paths(tmp_path, "run", [0, 1])
+
+
+def test_a_pretrained_role_is_the_shipped_file_checked():
+    from bsr.pretrained import weights_path
+
+    assert sets.checkpoint_paths("unused", "pretrained:roadscene", [0, 1, 2]) == [weights_path("roadscene")]
+    with pytest.raises(ValueError, match="unknown pretrained model"):
+        sets.checkpoint_paths("unused", "pretrained:nosuch", [0])
+
+
+def test_images_of_a_several_seed_method_are_where_qualitative_rows_reads(tmp_path):
+    """With two seeds, the first seed's fused images are written under the method's
+    own name, so the qualitative figures show them."""
+    from bsr.study.scoring import score
+
+    rng = np.random.default_rng(1)
+    img = lambda: rng.random((48, 56)).astype(np.float32)  # noqa: E731
+    data = {"s": [Pair("p0", img(), img())]}
+    def fuse(ir, vis):
+        return {"fused": (ir + vis) / 2}
+    got = score(data, {"Mean fusion": [fuse, fuse]}, tmp_path, progress=False)
+    assert sorted(set(got[got["method"] == "Mean fusion"]["seed"])) == [0, 1]
+    assert sets.image_path(tmp_path, "Mean fusion", "s", "p0").is_file()
+    rows = sets.qualitative_rows(data, tmp_path, ["Mean fusion"], n=1)
+    assert "Mean fusion" in rows[0]

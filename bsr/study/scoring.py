@@ -123,7 +123,8 @@ def score(sets: dict[str, list], methods: dict[str, list], out_dir=None, margin:
         frames.append(ident)
         jobs = [(m, k, fn) for m, inst in todo.items() for k, fn in enumerate(inst)]
         for mname, k, fn in tqdm(jobs, desc=f"{set_name}: {len(pairs)} pairs", disable=not progress, leave=False):
-            tag = mname if len(todo[mname]) == 1 else f"{mname}#seed{k}"
+            # the first instance's images go under the method's own name (what qualitative_rows reads)
+            tag = mname if k == 0 else f"{mname}#seed{k}"
             df = score_set(pairs, {tag: fn}, set_name, out_dir if k == 0 else None, margin, False)
             df["method"], df["seed"] = mname, k
             frames.append(df)
