@@ -26,6 +26,14 @@ def check_runs():
 check_runs()
 
 
+def run_steps(run):
+    """Training steps of a run (both phases; an epoch budget counts as 1000 steps an epoch)."""
+    cfg = run_config(run, SEEDS[0] if SEEDS else 0)
+    phases = [cfg.get(k) or {} for k in ("phase1", "phase2")]
+    return int(sum(p.get("steps") if p.get("steps") is not None else 1000 * (p.get("epochs") or 0)
+                   for p in phases))
+
+
 def checkpoint(run, seed):
     """A run's final checkpoint; ``pretrained:<name>`` is a shipped model (bsr.pretrained), trained by no rule."""
     if run.startswith("pretrained:"):
@@ -54,6 +62,8 @@ rule train:
             out_dir=str((R / "checkpoints" / w.run / f"seed{w.seed}").resolve()),
             train_config=run_config(w.run, w.seed),
         ),
+    # the longest trainings start first, so that no long job is left alone at the end
+    priority: lambda w: run_steps(w.run)
     threads: P.get("threads", 1)
     resources:
         gpu=lambda w: 1 if P.get("device") in ("cuda", "auto") and P["profile"] != "quick" else 0,
