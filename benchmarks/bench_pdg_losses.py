@@ -17,8 +17,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from bsr.losses import (decomposition_loss, epr_loss, fusion_loss, nda_from_targets, nda_search,
-                        recon_loss, smooth_loss, sobel_edge_loss, ss_loss)
+from bsr.losses import (decomposition_loss, epr_loss, fusion_loss, recon_loss, smooth_loss, sobel_edge_loss,
+                        ss_loss)
+from bsr.nda import nda_from_targets, nda_search
 from bsr.pdg import ProxyDataGenerator
 from bsr.datasets.simulate import shift
 from bsr.warp import warp

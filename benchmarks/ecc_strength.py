@@ -7,7 +7,7 @@ split="test")``, data root ``$BSR_DATA`` or ../shared/datasets), misaligned by e
 of :data:`bsr.datasets.benchsets.SETS` (default: all), three registration methods run on
 (misaligned IR, visible):
 
-* ``old numpy``: :func:`bsr.baselines.registration.ecc_affine_numpy`, the package's
+* ``old numpy``: :func:`bsr.baselines.ecc_numpy.ecc_affine_numpy`, the package's
   earlier ECC (own numpy iterations, exhaustive zoom + translation search);
 * ``OpenCV ref``: what a practitioner would write -- ``cv2.findTransformECC`` with
   ``MOTION_AFFINE`` on Sobel gradient magnitudes (3x3 ``cv2.Sobel``,

@@ -96,8 +96,8 @@ class LossConfig:
     use_smooth: bool = True
     use_rec: bool = True
     use_dec: bool = True
-    # -- deviations from the paper, each with its measured reason in docs/method.md;
-    #    config/train/paper.yaml sets the paper-faithful values
+    # -- deviations from the paper, each with its measured reason in docs/method.md; the `paper`
+    #    profile (config/paper.yaml) sets the paper's loss forms (nda_form, ss_field, ss_teacher)
     nda_match: str = "ncc"    # L_nda search: "ncc" (patch match) | "nearest" (the literal reading); see bsr.nda
     nda_window: int = 15      # NCC window of the search (px); 15 beats 7 cross-modally
     nda_pdg_targets: str = "search"  # PDG branch: own search (paper) | "transfer" (PDG of the plain targets)

@@ -46,7 +46,7 @@ def plot_losses(df, smooth: int = 5, log_y: bool = True):
 
 
 def plot_validation(runs: dict):
-    """Validation EPE curves of :mod:`bsr.pretrain` runs: ``runs`` maps a label to a ``val.csv``
+    """Validation EPE curves of :mod:`bsr.training.pretrain` runs: ``runs`` maps a label to a ``val.csv``
     table (pandas DataFrame with ``step``, ``epe``, ``identity`` and ``epe_<kind>`` columns). One
     panel per run: the mean EPE, each kind of misalignment, and no registration (dashed)."""
     import matplotlib.pyplot as plt

@@ -7,7 +7,7 @@ instead of loaded. ``docs/model_card.md`` describes each model: its data,
 recipe, the command that retrains it, and its measured accuracy.
 
 :func:`assemble` writes such a file from a U-Net trained by
-:mod:`bsr.pretrain` and an auto-encoder from a :mod:`bsr.training` checkpoint.
+:mod:`bsr.training.pretrain` and an auto-encoder from a :mod:`bsr.training` checkpoint.
 """
 
 from __future__ import annotations
@@ -75,14 +75,14 @@ def verified_path(name: str | None = None) -> Path:
 
 
 def assemble(unet_path, ae_checkpoint, out, global_stage: dict | None = None, local: bool = True) -> Path:
-    """Write a shipped-model checkpoint: the U-Net of ``unet_path`` (``bsr.pretrain``'s ``unet.pt`` or
+    """Write a shipped-model checkpoint: the U-Net of ``unet_path`` (``bsr.training.pretrain``'s ``unet.pt`` or
     ``last.pt``), the auto-encoder of ``ae_checkpoint`` (a :mod:`bsr.training` checkpoint), the
     ``global_stage`` config and the ``local`` switch (model option ``local``)."""
     u = torch.load(unet_path, map_location="cpu", weights_only=True)
     if not isinstance(u, dict) or u.get("format") not in ("bsr-unet/1", "bsr-pretrain/1"):
-        raise ValueError(f"{unet_path}: not a U-Net file of bsr.pretrain")
+        raise ValueError(f"{unet_path}: not a U-Net file of bsr.training.pretrain")
     if "unet_config" not in u:   # a training checkpoint (last.pt): the U-Net config follows from its recipe
-        from .pretrain import build_unet, resolve
+        from .training.pretrain import build_unet, resolve
 
         u["unet_config"] = build_unet(resolve(yaml.safe_load(u["config_yaml"])))[1]
     ae_model = load_checkpoint(ae_checkpoint)

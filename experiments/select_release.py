@@ -11,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from bsr import pretrain
+from bsr.training import pretrain
 from bsr.checkpoint import load_checkpoint
 from bsr.pretrained import assemble
 

@@ -1,11 +1,11 @@
-"""Real-data training of the released U-Net (bsr.pretrain), on tiny synthetic data."""
+"""Real-data training of the released U-Net (bsr.training.pretrain), on tiny synthetic data."""
 
 import csv
 
 import pytest
 import torch
 
-from bsr import pretrain
+from bsr.training import pretrain
 
 TINY = {
     "data": {"name": "synthetic", "synthetic": {"n": 6, "size": [72, 88], "seed": 0}, "val_count": 2},

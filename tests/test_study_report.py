@@ -60,3 +60,5 @@ def test_cost_of_the_run_from_benchmark_files(tmp_path):
     assert "| train_a_seed0 | 120.0 | 812 | 118.0 |" in text and "| compare | 30.0 | 400 | 29.0 |" in text
     assert "150 s of wall time in all" in text and "320 s (5.3 min) from the first job's start" in text
     assert "| **all jobs** | **150.0** | **812** (largest) | **147.0** |" in text
+    (b / "report.tsv").write_text(head + "5.0\t0:00:05\t300.0\t1\t1\t1\t1\t2\t90\t4.0\n")   # an earlier report's
+    assert "report" not in run_cost(tmp_path).job.tolist()

@@ -60,3 +60,26 @@ def test_with_overrides_sets_dotted_keys_and_replaces_mappings():
     assert with_overrides(base, ["phase1.lr=0.5"])["phase1"] == d["phase1"]             # --set: the same path
     with pytest.raises(ValueError, match="'seed' is not a mapping"):
         with_overrides(base, {"seed.x": 1})
+
+
+def test_a_crop_the_pdg_grid_does_not_divide_is_refused():
+    """PDG cuts the crop into N x N patches: a crop N does not divide fails at load
+    (the paper profile's 128 px crop did, for N = 3), not inside the first step."""
+    base = {"data": {"name": "synthetic"}, "crop": 64}
+    with pytest.raises(ValueError, match=r"crop 64x64 is not divisible by the PDG grid N = 3"):
+        TrainConfig.from_dict({**base, "pdg_n": 3})
+    TrainConfig.from_dict({**base, "pdg_n": 4})                    # 64 / 4
+    TrainConfig.from_dict({**base, "pdg_n": 3, "variant": "V"})    # no PDG branch: any crop
+    TrainConfig.from_dict({**base, "pdg_n": 3, "crop": "quarter"})  # sized from the images later
+
+
+def test_quarter_crops_are_tiled_by_the_pdg_grid():
+    from bsr.training.config import resolve_crop
+
+    def quarter(**kw):
+        return resolve_crop(TrainConfig.from_dict({"data": {"name": "synthetic", "synthetic": {"size": [90, 150]}},
+                                                   "crop": "quarter", **kw}))
+    assert quarter(pdg_n=2) == (44, 74)            # 45 x 75 rounded down to multiples of 2
+    assert quarter(pdg_n=3) == (45, 75)
+    assert quarter(pdg_n=4) == (44, 72)
+    assert quarter(pdg_n=2, variant="V") == (45, 75)   # no PDG branch: the plain quarter

@@ -36,10 +36,10 @@ Methods and sources:
   is guarded against divergence: a level's result is kept only if OpenCV
   raised no error and the result is finite, plausible and does not lower the
   correlation coefficient; a final coefficient below ``min_rho`` gives the
-  identity (:func:`ecc_affine_opencv`). The earlier numpy
+  identity (:func:`bsr.baselines.ecc.ecc_affine_opencv`). The earlier numpy
   implementation (its own forward-additive iterations after an exhaustive
   zoom + translation search, no rotation at the coarse levels) remains as
-  :func:`ecc_affine_numpy`, not registered in :data:`REGISTRATION`;
+  :func:`bsr.baselines.ecc_numpy.ecc_affine_numpy`, not registered in :data:`REGISTRATION`;
   ``motion="scale"`` (an axis-aligned zoom, which OpenCV has no model for)
   still runs it.
 * :func:`tvl1` -- dense TV-L1 optical flow (C. Zach, T. Pock and H. Bischof,

@@ -260,7 +260,7 @@ def file_sha256(path) -> str:
 
 
 def load_simulated(folder, verify: bool = False) -> list[Pair]:
-    """Read a test set written by ``bsr simulate`` (see :mod:`bsr.simulate_cli`).
+    """Read a test set written by ``bsr simulate`` (see :mod:`bsr.datasets.testsets`).
 
     Returns pairs whose ``ir`` is the misaligned IR, with ``ir_aligned`` and
     ``flow_gt`` filled in. With ``verify``, every file's checksum is compared

@@ -41,6 +41,8 @@ def run_cost(root) -> pd.DataFrame:
     Empty when the run wrote no benchmark files (a notebook run by hand)."""
     rows = []
     for f in sorted(Path(root, "benchmarks").glob("*.tsv")):
+        if f.stem == "report":   # the report's own file, from an earlier report
+            continue
         b = pd.read_csv(f, sep="\t", na_values=["NA", "-"]).iloc[-1]
         rows.append({"job": f.stem, "wall_s": float(b["s"]), "max_rss_mb": float(b.get("max_rss", float("nan"))),
                      "cpu_s": float(b.get("cpu_time", float("nan"))), "ended": f.stat().st_mtime})
@@ -62,7 +64,8 @@ def cost_lines(root, now: float | None = None) -> list[str]:
              f"Measured by Snakemake's `benchmark:` directive for every job ({len(cost)} jobs, "
              f"`benchmarks/*.tsv`). The jobs took {cost['wall_s'].sum():.0f} s of wall time in all and ran "
              f"side by side as the cores allowed: {elapsed:.0f} s ({elapsed / 60:.1f} min) from the first job's "
-             f"start to this report. Peak memory is the largest resident set of a job's processes.", "",
+             f"start to this report (when only some jobs reran, the others' last figures are listed and this "
+             f"span reaches back to them). Peak memory is the largest resident set of a job's processes.", "",
              "| job | wall s | max RSS (MB) | CPU s |", "|---|---|---|---|"]
     lines += [f"| {r.job} | {r.wall_s:.1f} | {r.max_rss_mb:.0f} | {r.cpu_s:.1f} |" for r in cost.itertuples()]
     lines += [f"| **all jobs** | **{cost['wall_s'].sum():.1f}** | **{cost['max_rss_mb'].max():.0f}** (largest) "

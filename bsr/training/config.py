@@ -173,7 +173,11 @@ class TrainConfig:
             raise ValueError(f"amp_dtype must be bfloat16 or float16; got {self.amp_dtype!r}")
         if self.log_every < 1 or self.ckpt_every < 1:
             raise ValueError("log_every and ckpt_every must be >= 1")
-        parse_crop(self.crop)
+        crop = parse_crop(self.crop)
+        if (crop != "quarter" and self.pdg_n >= 2 and self.loss_config().use_pdg
+                and (crop[0] % self.pdg_n or crop[1] % self.pdg_n)):
+            raise ValueError(f"crop {crop[0]}x{crop[1]} is not divisible by the PDG grid N = {self.pdg_n} "
+                             f"(pdg_n): choose a crop divisible by {self.pdg_n}")
         if not isinstance(self.data, dict) or "name" not in self.data:
             raise ValueError("data must be a mapping with at least a `name`")
         if not isinstance(self.data["name"], str):
@@ -341,11 +345,14 @@ def _min_image_size(data_cfg: dict) -> tuple[int, int]:
 
 
 def resolve_crop(cfg: TrainConfig) -> tuple[int, int]:
-    """Training crop (h, w): ``quarter`` = half height x half width of the smallest image."""
+    """Training crop (h, w): ``quarter`` = half height x half width of the smallest image,
+    each side rounded down to a multiple of the PDG grid N when the PDG branch is on
+    (its N x N patches must tile the crop; RoadScene's smallest quarter is 89 x 175)."""
     crop = parse_crop(cfg.crop)
     if crop == "quarter":
         h, w = _min_image_size(cfg.data)
-        return max(h // 2, 1), max(w // 2, 1)
+        g = cfg.pdg_n if cfg.pdg_n >= 2 and cfg.loss_config().use_pdg else 1
+        return max(h // 2 // g * g, g), max(w // 2 // g * g, g)
     return crop
 
 

@@ -23,7 +23,7 @@ types only, so they load with ``torch.load(weights_only=True)``.
 
 Usage::
 
-    python -m bsr.pretrain --config config/pretrain/roadscene.yaml [--set steps=100 ...]
+    python -m bsr.training.pretrain --config config/pretrain/roadscene.yaml [--set steps=100 ...]
 """
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from .datasets import misalign
-from .datasets.readers import load_pairs
-from .io import atomic_path
-from .model import model_config
-from .networks import RegUNet
-from .similarity import diffusion, inside_mask, inverse_consistency, mind_loss
-from .warp import warp
+from ..datasets import misalign
+from ..datasets.readers import load_pairs
+from ..io import atomic_path
+from ..model import model_config
+from ..networks import RegUNet
+from ..similarity import diffusion, inside_mask, inverse_consistency, mind_loss
+from ..warp import warp
 
 __all__ = ["DEFAULTS", "resolve", "build_unet", "validation_set", "evaluate", "train", "main"]
 
@@ -215,14 +215,14 @@ def train(cfg: dict, resume: bool = True) -> Path:
     if cfg["init"]:
         init = torch.load(cfg["init"], map_location="cpu", weights_only=True)
         if not isinstance(init, dict) or init.get("format") not in ("bsr-pretrain/1", "bsr-unet/1"):
-            raise ValueError(f"init {cfg['init']}: not a checkpoint of bsr.pretrain")
+            raise ValueError(f"init {cfg['init']}: not a checkpoint of bsr.training.pretrain")
         unet.load_state_dict(init["unet"])
     start = 0
     last = out / "last.pt"
     if resume and last.is_file():
         ck = torch.load(last, map_location="cpu", weights_only=True)
         if ck.get("format") != "bsr-pretrain/1":
-            raise ValueError(f"{last}: not a training checkpoint of bsr.pretrain; start over with --fresh")
+            raise ValueError(f"{last}: not a training checkpoint of bsr.training.pretrain; start over with --fresh")
         old = yaml.safe_load(ck["config_yaml"])
         changed = sorted(k for k in set(old) | set(cfg) if k not in ("out_dir", "progress", "threads")
                          and old.get(k) != cfg.get(k))
@@ -299,7 +299,7 @@ def train(cfg: dict, resume: bool = True) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bsr.pretrain", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bsr.training.pretrain", description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True, help="YAML recipe (config/pretrain/roadscene.yaml)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override one value, e.g. --set steps=100 --set loss.smooth=0.1")
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     path = Path(a.config)
     if not path.is_file():
-        print(f"python -m bsr.pretrain: error: recipe {path} does not exist", file=sys.stderr)
+        print(f"python -m bsr.training.pretrain: error: recipe {path} does not exist", file=sys.stderr)
         return 1
     cfg = yaml.safe_load(path.read_text()) or {}
     for item in a.set:
@@ -320,10 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(train(cfg, resume=not a.fresh))
     except KeyboardInterrupt:
-        print("python -m bsr.pretrain: interrupted (resume with the same command)", file=sys.stderr)
+        print("python -m bsr.training.pretrain: interrupted (resume with the same command)", file=sys.stderr)
         return 130
     except (ValueError, OSError, RuntimeError) as e:
-        print(f"python -m bsr.pretrain: error: {e}", file=sys.stderr)
+        print(f"python -m bsr.training.pretrain: error: {e}", file=sys.stderr)
         return 1
     return 0
 
