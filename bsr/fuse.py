@@ -49,7 +49,7 @@ from .datasets.readers import list_images
 from .device import resolve_device
 from .warp import identity_grid, warp
 
-__all__ = ["fuse_pair", "flow_to_rgb", "main", "DEFAULT_TILE", "DEFAULT_OVERLAP"]
+__all__ = ["fuse_pair", "register_pair", "flow_to_rgb", "main", "DEFAULT_TILE", "DEFAULT_OVERLAP"]
 
 DEFAULT_TILE = 1024       # px; larger images go through the networks in tiles (0: never)
 DEFAULT_OVERLAP = 64      # px between neighbouring tiles, blended with cosine ramps
@@ -293,6 +293,27 @@ def fuse_pair(model, ir: np.ndarray, vis: np.ndarray, *, tile: int = DEFAULT_TIL
     else:
         out["fused"] = fused_y
     return out
+
+
+def register_pair(model, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
+    """The field ``phi_p`` (2, H, W) float32 that :func:`fuse_pair` would return for the
+    pair, without running the fusion network (the auto-encoder is most of a paper-size
+    model's cost). Images larger than one tile go through :func:`fuse_pair` itself."""
+    ir_y, _ = _to_grey(ir, "ir")
+    vis_y, _ = _to_grey(vis, "vis")
+    if ir_y.shape != vis_y.shape or max(ir_y.shape) > DEFAULT_TILE:
+        return fuse_pair(model, ir, vis)["flow"]
+    dev = _model_device(model)
+    t = torch.from_numpy(np.ascontiguousarray(ir_y))[None, None].to(dev)
+    v = torch.from_numpy(np.ascontiguousarray(vis_y))[None, None].to(dev)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            phi_p, _ = model.register(t, v)
+    finally:
+        model.train(was_training)
+    return phi_p[0].float().cpu().numpy()
 
 
 def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:

@@ -44,3 +44,27 @@ def test_describe_methods_kinds():
     assert list(table["kind"]) == ["learned (this package)", "classical registration + fusion (bsr.baselines)",
                                    "classical fusion, no registration (bsr.baselines)"]
     assert list(table["seeds"]) == [2, 1, 1]
+
+
+def test_a_checkpoints_field_alone_equals_the_field_of_its_fusion(tmp_path):
+    """The content check asks a checkpoint for its field only (bsr.fuse.register_pair,
+    no fusion network): bit for bit the field that fuse_pair returns."""
+    import torch
+
+    from bsr.checkpoint import save_checkpoint
+    from bsr.model import BSR, model_config
+    from bsr.study.methods import checkpoint_method
+
+    torch.manual_seed(0)
+    model = BSR(model_config("quick", unet={"corr": {"descriptor": "edge_ncc", "radius": 2, "level": 1, "window": 5}}))
+    for p in model.unet.parameters():          # a non-trivial field
+        p.data.normal_(0, 0.05)
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model, {"model": {"size": "quick"}}, step=0, phase=2)
+    method = checkpoint_method(path)
+    rng = np.random.default_rng(0)
+    ir, vis = rng.random((45, 61)).astype(np.float32), rng.random((45, 61)).astype(np.float32)
+    full = method(ir, vis)["flow"]
+    alone = method.register(ir, vis)["flow"]
+    assert np.abs(full).max() > 0 and full.dtype == alone.dtype == np.float32
+    assert np.array_equal(full, alone)

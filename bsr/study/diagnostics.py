@@ -37,8 +37,9 @@ __all__ = ["transformed_epe", "summarize_transformed", "windowed_epe", "WINDOWS"
 
 
 def _field(method, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
-    """The (2, H, W) float32 field a registration method predicts for one pair."""
-    out = method(ir, vis)
+    """The (2, H, W) float32 field a registration method predicts for one pair (through
+    its ``register`` shortcut when it has one: a checkpoint's field without its fusion)."""
+    out = getattr(method, "register", method)(ir, vis)
     if out.get("flow") is None:
         raise ValueError("the method returns no field; only registration methods can be checked")
     return np.asarray(out["flow"], dtype=np.float32)

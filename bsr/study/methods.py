@@ -19,7 +19,7 @@ import torch
 
 from ..baselines import FUSION, combination_name, register_then_fuse
 from ..checkpoint import load_checkpoint
-from ..fuse import fuse_pair
+from ..fuse import fuse_pair, register_pair
 from ..warp import warp
 from .external import load_external
 
@@ -78,6 +78,8 @@ def checkpoint_method(path, device: str = "cpu", registration: bool = True) -> M
     def run(ir, vis):
         out = fuse_pair(model, ir, vis)
         return {"fused": out["fused_y"], "registered": out["ir_registered"], "flow": out["flow"]}
+
+    run.register = lambda ir, vis: {"flow": register_pair(model, ir, vis)}   # the field alone
 
     def run_identity(ir, vis):
         with torch.no_grad():
