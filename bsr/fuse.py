@@ -36,6 +36,8 @@ Python API: :func:`fuse_pair` (numpy in, numpy out), :func:`flow_to_rgb`.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import argparse
 import sys
 from pathlib import Path
@@ -260,29 +262,17 @@ def fuse_pair(model, ir: np.ndarray, vis: np.ndarray, *, tile: int = DEFAULT_TIL
     ``ir_registered(p) = ir(p + flow(p))``.
     """
     _check_tiling(tile, overlap)
-    ir_y, _ = _to_grey(ir, "ir")
-    vis_y, cbcr = _to_grey(vis, "vis")
-    if ir_y.shape != vis_y.shape:
-        raise ValueError(f"IR and visible sizes differ: IR {ir_y.shape[1]}x{ir_y.shape[0]}, "
-                         f"visible {vis_y.shape[1]}x{vis_y.shape[0]} (W x H)")
-    t = torch.from_numpy(np.ascontiguousarray(ir_y))[None, None]
-    v = torch.from_numpy(np.ascontiguousarray(vis_y))[None, None]
+    t, v, cbcr = _grey_pair(ir, vis)
     if isinstance(model, str):
         with torch.no_grad():
             fused, ir_reg, flow = _fuse_method(model, t, v)
     else:
-        dev = _model_device(model)
-        t, v = t.to(dev), v.to(dev)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                if tile and max(ir_y.shape) > tile:
-                    fused, ir_reg, flow = _fuse_tiled(model, t, v, tile, overlap)
-                else:
-                    fused, ir_reg, flow = model.fuse(t, v)
-        finally:
-            model.train(was_training)
+        with _inference(model):
+            t, v = t.to(_model_device(model)), v.to(_model_device(model))
+            if tile and max(t.shape[-2:]) > tile:
+                fused, ir_reg, flow = _fuse_tiled(model, t, v, tile, overlap)
+            else:
+                fused, ir_reg, flow = model.fuse(t, v)
     del t, v
     fused_y = fused[0, 0].float().clamp(0, 1).cpu().numpy()
     del fused
@@ -299,21 +289,37 @@ def register_pair(model, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
     """The field ``phi_p`` (2, H, W) float32 that :func:`fuse_pair` would return for the
     pair, without running the fusion network (the auto-encoder is most of a paper-size
     model's cost). Images larger than one tile go through :func:`fuse_pair` itself."""
-    ir_y, _ = _to_grey(ir, "ir")
-    vis_y, _ = _to_grey(vis, "vis")
-    if ir_y.shape != vis_y.shape or max(ir_y.shape) > DEFAULT_TILE:
+    t, v, _ = _grey_pair(ir, vis)
+    if max(t.shape[-2:]) > DEFAULT_TILE:
         return fuse_pair(model, ir, vis)["flow"]
-    dev = _model_device(model)
-    t = torch.from_numpy(np.ascontiguousarray(ir_y))[None, None].to(dev)
-    v = torch.from_numpy(np.ascontiguousarray(vis_y))[None, None].to(dev)
+    with _inference(model):
+        phi_p, _ = model.register(t.to(_model_device(model)), v.to(_model_device(model)))
+    return phi_p[0].float().cpu().numpy()
+
+
+def _grey_pair(ir: np.ndarray, vis: np.ndarray):
+    """Both images as (1, 1, H, W) float tensors of their grey (Y) channel, and the visible
+    image's Cb/Cr (None when grey); differing sizes are a one-line error."""
+    ir_y, _ = _to_grey(ir, "ir")
+    vis_y, cbcr = _to_grey(vis, "vis")
+    if ir_y.shape != vis_y.shape:
+        raise ValueError(f"IR and visible sizes differ: IR {ir_y.shape[1]}x{ir_y.shape[0]}, "
+                         f"visible {vis_y.shape[1]}x{vis_y.shape[0]} (W x H)")
+    t = torch.from_numpy(np.ascontiguousarray(ir_y))[None, None]
+    v = torch.from_numpy(np.ascontiguousarray(vis_y))[None, None]
+    return t, v, cbcr
+
+
+@contextmanager
+def _inference(model):
+    """The model in eval mode without gradients; its training flag restored afterwards."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            phi_p, _ = model.register(t, v)
+            yield
     finally:
         model.train(was_training)
-    return phi_p[0].float().cpu().numpy()
 
 
 def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:

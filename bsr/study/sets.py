@@ -19,6 +19,11 @@ from ..pretrained import verified_path
 
 PRETRAINED = "pretrained:"   # a study role played by a shipped model, not by a trained run
 
+
+def pretrained_name(run: str) -> str | None:
+    """The shipped model's name of a study role ``pretrained:<name>``, else None (a trained run)."""
+    return run[len(PRETRAINED):] if run.startswith(PRETRAINED) else None
+
 __all__ = ["set_info", "inputs", "load_sets", "checkpoint_paths", "image_path", "qualitative_rows",
            "demo_inputs"]
 
@@ -61,8 +66,8 @@ def checkpoint_paths(checkpoint_dir, run: str, seeds) -> list[Path]:
     A run named ``pretrained:<name>`` is the shipped model of that name
     (:mod:`bsr.pretrained`, its checksum checked): one file, trained once, so
     one entry whatever the seeds."""
-    if run.startswith(PRETRAINED):
-        return [verified_path(run[len(PRETRAINED):])]
+    if pretrained_name(run) is not None:
+        return [verified_path(pretrained_name(run))]
     paths = [Path(checkpoint_dir) / run / f"seed{s}" / "final.pt" for s in seeds]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:

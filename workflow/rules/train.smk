@@ -36,10 +36,11 @@ def run_steps(run):
 
 def checkpoint(run, seed):
     """A run's final checkpoint; ``pretrained:<name>`` is a shipped model (bsr.pretrained), trained by no rule."""
-    if run.startswith("pretrained:"):
-        from bsr.pretrained import weights_path
+    from bsr.pretrained import weights_path
+    from bsr.study.sets import pretrained_name
 
-        return weights_path(run.split(":", 1)[1])
+    if pretrained_name(run) is not None:
+        return weights_path(pretrained_name(run))
     return R / "checkpoints" / run / f"seed{seed}" / "final.pt"
 
 
