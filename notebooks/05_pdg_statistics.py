@@ -16,8 +16,11 @@
 # %% [markdown]
 # # 05 · PDG feature statistics (Figs. 7, 11)
 #
-# One model per PDG grid N in {x (no PDG), 0, 1, 2, 3, 4}, same budget and
-# seed, trained on the 5 px dilate-crop data (as in the paper). For each, the
+# One model per PDG grid N in {x (no PDG), 0, 1, 2, 3, 4}, same data, budget
+# and seed (the profile's `study.pdg`; the paper and cpu profiles train them on
+# the 5 px dilate-crop, `quick` on its ablation runs' 5 px shift, with N = x and
+# N = 2 the ablation runs Exp. V and B-SR). The features are read on the 5 px
+# dilate-crop test set, the input of the paper's Fig. 7. For each, the
 # shallow and deep feature maps of the registration U-Net and the percentage
 # of "high-response" area. The paper does not define layers, normalisation or
 # threshold; `bsr.study.features` does (first encoder block / bottleneck; mean

@@ -124,6 +124,20 @@ def test_same_seed_and_kill_resume_identical(tmp_path, monkeypatch):
         train(tiny_cfg(tmp_path / "d"), resume=True)
 
 
+def test_phase2_leaves_the_registration_network_unchanged(tmp_path):
+    """A run with phase-2 steps has the U-Net of the same run without them, bit for bit,
+    while the fusion network does change. The quick profile rests on this: its PDG study
+    reads the U-Nets of two ablation runs (phase 2 of 30 steps) as its N = x and N = 2
+    models, which have no phase 2 of their own."""
+    kw = dict(phase1={"steps": 3}, ckpt_every=10)
+    a = weights(train(tiny_cfg(tmp_path / "a", phase2={"steps": 0}, **kw)))
+    b = weights(train(tiny_cfg(tmp_path / "b", phase2={"steps": 3}, **kw)))
+    unet = [k for k in a if k.startswith("unet.")]
+    assert unet
+    assert_same_weights({k: a[k] for k in unet}, {k: b[k] for k in unet})
+    assert any(not torch.equal(a[k], b[k]) for k in a if k not in unet)
+
+
 def test_nan_stops_with_term_name(tmp_path, monkeypatch):
     calls = {"n": 0}
     orig = bsr.objective.losses.smooth_loss
