@@ -38,7 +38,13 @@ def run_cost(root) -> pd.DataFrame:
     """What each job of the run cost, from Snakemake's ``benchmark:`` files under
     ``<root>/benchmarks`` (one TSV per job, written when the job ends): columns
     ``job``, ``wall_s``, ``max_rss_mb`` and ``cpu_s``, the most expensive first.
-    Empty when the run wrote no benchmark files (a notebook run by hand)."""
+    Empty when the run wrote no benchmark files (a notebook run by hand).
+
+    Only ``wall_s`` is exact. Snakemake samples a job's processes every 0.5 s
+    for its first 15 s, then every 30 s (``snakemake.benchmark``), so
+    ``max_rss_mb`` can miss a short peak and ``cpu_s`` stops at the last
+    sample: a job that ends between 15 and 45 s shows the CPU time of its
+    first 15 s only."""
     rows = []
     for f in sorted(Path(root, "benchmarks").glob("*.tsv")):
         if f.stem == "report":   # the report's own file, from an earlier report
@@ -51,8 +57,9 @@ def run_cost(root) -> pd.DataFrame:
 
 
 def cost_lines(root, now: float | None = None) -> list[str]:
-    """The "Cost of this run" section of REPORT.md: one row per job (wall seconds,
-    peak resident memory, CPU seconds) and the totals; the wall time from the
+    """The "Cost of this run" section of REPORT.md: one row per job (wall seconds and
+    peak resident memory; not Snakemake's sampled CPU time, see :func:`run_cost`)
+    and the totals; the wall time from the
     first job's start to now (the report job itself is not in the table: its
     benchmark file is written after it ends)."""
     cost = run_cost(root)
@@ -65,11 +72,12 @@ def cost_lines(root, now: float | None = None) -> list[str]:
              f"`benchmarks/*.tsv`). The jobs took {cost['wall_s'].sum():.0f} s of wall time in all and ran "
              f"side by side as the cores allowed: {elapsed:.0f} s ({elapsed / 60:.1f} min) from the first job's "
              f"start to this report (when only some jobs reran, the others' last figures are listed and this "
-             f"span reaches back to them). Peak memory is the largest resident set of a job's processes.", "",
-             "| job | wall s | max RSS (MB) | CPU s |", "|---|---|---|---|"]
-    lines += [f"| {r.job} | {r.wall_s:.1f} | {r.max_rss_mb:.0f} | {r.cpu_s:.1f} |" for r in cost.itertuples()]
-    lines += [f"| **all jobs** | **{cost['wall_s'].sum():.1f}** | **{cost['max_rss_mb'].max():.0f}** (largest) "
-              f"| **{cost['cpu_s'].sum():.1f}** |", ""]
+             f"span reaches back to them). Peak memory is the largest resident set of a job's processes, "
+             f"as sampled by Snakemake (every 0.5 s for a job's first 15 s, then every 30 s), so a short "
+             f"peak can be missed.", "",
+             "| job | wall s | max RSS (MB) |", "|---|---|---|"]
+    lines += [f"| {r.job} | {r.wall_s:.1f} | {r.max_rss_mb:.0f} |" for r in cost.itertuples()]
+    lines += [f"| **all jobs** | **{cost['wall_s'].sum():.1f}** | **{cost['max_rss_mb'].max():.0f}** (largest) |", ""]
     return lines
 
 
