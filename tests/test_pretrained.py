@@ -1,8 +1,6 @@
 """The shipped model (bsr.load_pretrained): checksum, API, and a real RoadScene pair."""
 
-import os
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +9,7 @@ import bsr
 from bsr import pretrained
 from bsr.datasets import simulate
 from bsr.model import BSR
+from conftest import DEFAULT_SHARED, shared_data_root
 
 
 def test_shipped_weights_load_with_their_checksum():
@@ -44,9 +43,10 @@ def test_unknown_model_name_is_refused():
 
 
 def _roadscene():
-    root = os.environ.get("BSR_DATA")
-    if not root or not (Path(root) / "roadscene" / "splits" / "test.txt").is_file():
-        pytest.skip("RoadScene is not under $BSR_DATA (set BSR_DATA to the data root to run this test)")
+    root = shared_data_root()          # $BSR_DATA, else ../shared/datasets, as every real-data test
+    if root is None or not (root / "roadscene" / "splits" / "test.txt").is_file():
+        pytest.skip(f"RoadScene's test split is not under {root or DEFAULT_SHARED} "
+                    f"(set BSR_DATA to the data root to run this test)")
     from bsr.datasets.readers import load_pairs
 
     return {p.name: p for p in load_pairs("roadscene", root=root, split="test", limit=4)}
