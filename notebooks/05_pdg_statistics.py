@@ -55,7 +55,8 @@ stats, maps = study.feature_statistics(pairs, runs, checkpoint_dir, seeds, thres
 summary = study.high_response_summary(stats)
 study.write_table(summary.round(3), out_dir / "tables" / "pdg_high_response",
                   f"Percentage of high-response area (normalised response >= {threshold}), measured; "
-                  f"mean and std over the {len(pairs)} test pairs x {len(seeds)} seed(s)")
+                  f"mean and std over the {len(pairs)} test pairs x {len(seeds)} seed(s); the model of each N "
+                  f"(training run): " + ", ".join(f"N = {n}: {r}" for n, r in runs.items()))
 summary.round(2)
 
 # %% [markdown]
