@@ -38,12 +38,16 @@ MARGIN = 10
 
 
 class Descriptor(nn.Module):
-    def __init__(self, ch: int = 16, dim: int = 8):
+    """Small: 3 convolutions, 16 channels, a 17 px receptive field. Wide: 5 convolutions with
+    dilations up to 8, 32 channels, 16-dim descriptors, a 49 px receptive field."""
+
+    def __init__(self, wide: bool = False):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(1, ch, 5, padding=2), nn.ReLU(),
-                                 nn.Conv2d(ch, ch, 3, padding=2, dilation=2), nn.ReLU(),
-                                 nn.Conv2d(ch, ch, 3, padding=4, dilation=4), nn.ReLU(),
-                                 nn.Conv2d(ch, dim, 1))
+        ch, dim, dil = (32, 16, (2, 4, 8, 8)) if wide else (16, 8, (2, 4))
+        layers = [nn.Conv2d(1, ch, 5, padding=2), nn.ReLU()]
+        for d in dil:
+            layers += [nn.Conv2d(ch, ch, 3, padding=d, dilation=d), nn.ReLU()]
+        self.net = nn.Sequential(*layers, nn.Conv2d(ch, dim, 1))
 
     def forward(self, x):
         x = (x - x.mean((2, 3), keepdim=True)) / x.std((2, 3), keepdim=True).clamp_min(1e-3)
@@ -115,14 +119,16 @@ def main() -> None:
     ap.add_argument("--sets", default="shift5_right,dilate10,affine_elastic")
     ap.add_argument("--smooth", type=float, default=0.5)
     ap.add_argument("--radius", type=int, default=6, help="negatives up to this many px away (default 6)")
+    ap.add_argument("--wide", action="store_true", help="the wide descriptor network (see Descriptor)")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--inner", type=float, default=0.0,
                     help="negatives farther than this (px; default 0: every offset from 1 px)")
     a = ap.parse_args()
     torch.manual_seed(0)
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     rng = np.random.default_rng(0)
     train, val = _split(resolve({"data": {"name": "roadscene", "split": "train", "val_count": 16}}))
-    f_ir, f_vis = Descriptor(), Descriptor()
+    f_ir, f_vis = Descriptor(a.wide), Descriptor(a.wide)
     opt = torch.optim.Adam([*f_ir.parameters(), *f_vis.parameters()], lr=2e-3)
     offs = offsets(a.radius, a.inner)
     t0 = time.perf_counter()
