@@ -30,11 +30,9 @@ import torch.nn.functional as F
 
 from bsr.datasets.benchsets import make_set
 from bsr.global_stage import GlobalStage
-from bsr.similarity import diffusion, inside_mask
 from bsr.training.pretrain import _split, resolve
 from bsr.warp import compose, warp
-
-MARGIN = 10
+from probe_post_ecc_refinement import epe, refine
 
 
 class Descriptor(nn.Module):
@@ -90,26 +88,14 @@ def info_nce(d_ir, d_vis, offs, rng, samples: int = 512, tau: float = 0.1):
     return F.cross_entropy(logits, torch.zeros(samples, dtype=torch.long))
 
 
-def refine(f_ir, f_vis, mis_g, vis, grid=16, smooth=0.5, steps=80, lr=0.2):
-    h, w = mis_g.shape[-2:]
+def descriptor_similarity(f_ir, f_vis, vis):
+    """``1 - cos`` of the two descriptors, averaged where the mask is set (the visible side computed once)."""
     with torch.no_grad():
         dv = f_vis(vis)
-    g = torch.zeros(1, 2, max(h // grid, 2), max(w // grid, 2), requires_grad=True)
-    opt = torch.optim.Adam([g], lr=lr)
-    for _ in range(steps):
-        r = F.interpolate(g, size=(h, w), mode="bilinear", align_corners=True)
-        m = inside_mask(r, 2)
-        di = f_ir(warp(mis_g, r))
-        loss = ((1 - (di * dv).sum(1, keepdim=True)) * m).sum() / m.sum().clamp_min(1) + smooth * diffusion(g)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return F.interpolate(g, size=(h, w), mode="bilinear", align_corners=True).detach()
 
-
-def epe(phi, gt):
-    sl = (slice(None), slice(None), slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN))
-    return (phi - gt)[sl].pow(2).sum(1).sqrt().mean().item()
+    def similarity(warped, _vis, mask):
+        return ((1 - (f_ir(warped) * dv).sum(1, keepdim=True)) * mask).sum() / mask.sum().clamp_min(1)
+    return similarity
 
 
 def main() -> None:
@@ -152,7 +138,8 @@ def main() -> None:
         ident, ecc, ref = [], [], []
         for it in items:
             phi_g, _ = gs.fields(it["mis"], it["vis"])
-            r = refine(f_ir, f_vis, warp(it["mis"], phi_g), it["vis"], smooth=a.smooth)
+            r, _, _ = refine(warp(it["mis"], phi_g), it["vis"], grid=16, smooth=a.smooth, steps=80, lr=0.2,
+                             similarity=descriptor_similarity(f_ir, f_vis, it["vis"]))
             ident.append(epe(torch.zeros_like(it["gt"]), it["gt"]))
             ecc.append(epe(phi_g, it["gt"]))
             ref.append(epe(compose(phi_g, r), it["gt"]))

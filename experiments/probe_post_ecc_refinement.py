@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from bsr.datasets.benchsets import make_set
 from bsr.global_stage import GlobalStage
+from bsr.metrics.registration import endpoint_error
 from bsr.similarity import diffusion, inside_mask, mind_loss
 from bsr.training.pretrain import _split, resolve
 from bsr.warp import compose, warp
@@ -35,21 +36,24 @@ MARGIN = 10
 
 
 def epe(phi: torch.Tensor, gt: torch.Tensor) -> float:
-    sl = (slice(None), slice(None), slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN))
-    return (phi - gt)[sl].pow(2).sum(1).sqrt().mean().item()
+    return endpoint_error(phi, gt, MARGIN)["EPE_mean"]
+
+
+def mind_similarity(warped: torch.Tensor, vis: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return mind_loss(warped, vis, mask, scales=(1, 2, 4))
 
 
 def refine(mis_g: torch.Tensor, vis: torch.Tensor, grid: int, smooth: float, steps: int, lr: float,
-           scales=(1, 2, 4)) -> tuple[torch.Tensor, float, float]:
-    """A smooth field ``r`` with ``warp(mis_g, r)`` on ``vis`` under MIND; returns r and the loss before/after."""
+           similarity=mind_similarity) -> tuple[torch.Tensor, float, float]:
+    """A smooth field ``r`` (a grid every ``grid`` px, bilinearly upsampled) with ``warp(mis_g, r)`` on
+    ``vis`` under ``similarity(warped, vis, mask)``; returns r and the loss before and after."""
     h, w = mis_g.shape[-2:]
     g = torch.zeros(1, 2, max(h // grid, 2), max(w // grid, 2), requires_grad=True)
     opt = torch.optim.Adam([g], lr=lr)
 
     def loss_of(gg):
         r = F.interpolate(gg, size=(h, w), mode="bilinear", align_corners=True)
-        m = inside_mask(r, 2)
-        return mind_loss(warp(mis_g, r), vis, m, scales=scales) + smooth * diffusion(gg), r
+        return similarity(warp(mis_g, r), vis, inside_mask(r, 2)) + smooth * diffusion(gg), r
 
     with torch.no_grad():
         first = loss_of(g)[0].item()
