@@ -81,14 +81,19 @@ def test_transform_pair_rejects_unknown_op(rm, pairs):
 
 def test_summaries_on_a_toy_table(rm):
     rows = []
-    for s, epe in (("aligned", {"identity": 0.0, "phase": 0.1, "ECC": 0.3, "TV-L1": 0.5, "B-SR": 0.2}),
-                   ("shift5_right", {"identity": 5.0, "phase": 0.2, "ECC": 0.6, "TV-L1": 1.0, "B-SR": 0.1})):
+    for s, epe in (("aligned", {"identity": 0.0, "phase": 0.1, "ECC translation": 0.2, "ECC": 0.3,
+                                "TV-L1": 0.5, "B-SR": 0.2}),
+                   ("shift5_right", {"identity": 5.0, "phase": 0.2, "ECC translation": 0.4, "ECC": 0.6,
+                                     "TV-L1": 1.0, "B-SR": 0.1})):
         for m, e in epe.items():
             for pair in ("a", "b"):
                 rows.append({"set": s, "pair": pair, "method": m, "seconds": 1.0, "EPE_mean": e,
-                             "EPE_median": e, "EPE>1px": 0.0, "EPE>3px": float(e > 3), "edge_align": 1.0})
+                             "EPE_median": e, "EPE>1px": 0.0, "EPE>3px": float(e > 3), "edge_align": 1.0,
+                             "EPE_own": float("nan") if s == "aligned" else e / 2})
     acc, floor, summary = rm.summarize_accuracy(pd.DataFrame(rows))
-    assert set(acc["set"]) == {"shift5_right"} and len(floor) == 5
+    assert set(acc["set"]) == {"shift5_right"} and len(floor) == 6
+    assert acc.set_index("method").loc["ECC", "mean EPE from own alignment (px)"] == pytest.approx(0.3)
+    assert "mean EPE from own alignment (px)" not in floor.columns
     assert floor.set_index("method").loc["TV-L1", "mean field norm (px)"] == pytest.approx(0.5)
     r = summary.iloc[0]
     assert r["lowest mean EPE"] == "B-SR" and r["best classical"] == "phase"
@@ -128,10 +133,27 @@ def test_real_roadscene_pair(rm):
     assert e["phase"] < 1.0
 
 
+def test_epe_from_own_alignment_leaves_out_what_a_method_does_to_aligned_pairs(rm, pairs):
+    """Identity: the same as the plain EPE. A constant offset c: its own field on the aligned pair is c
+    as well, so the offset is left out and the 5 px shift it missed is all that is counted."""
+    c = torch.tensor([1.5, -0.5]).view(1, 2, 1, 1)
+    methods = {"identity": rm.registration_methods(rm.BSR().eval())["identity"],
+               "offset": lambda ir, vis: c.expand(ir.shape[0], 2, *ir.shape[-2:]).clone()}
+    per = rm.run_accuracy(methods, pairs, ["shift5_right"], progress=False)
+    assert per.loc[per["set"] == rm.FLOOR, "EPE_own"].isna().all()
+    s = per[per["set"] == "shift5_right"].set_index(["pair", "method"])
+    for pair in s.index.get_level_values("pair").unique():
+        ident, off = s.loc[(pair, "identity")], s.loc[(pair, "offset")]
+        assert ident["EPE_own"] == pytest.approx(ident["EPE_mean"], abs=1e-5)
+        assert off["EPE_own"] == pytest.approx(5.0, abs=1e-3)
+        assert off["EPE_mean"] == pytest.approx(float(torch.tensor([-3.5, 0.5]).norm()), abs=1e-3)
+
+
 def test_a_tie_with_a_classical_method_is_no_win(rm):
     rows = [{"set": "dilate10", "pair": "a", "method": m, "seconds": 1.0, "EPE_mean": e, "EPE_median": e,
-             "EPE>1px": 0.0, "EPE>3px": 0.0, "edge_align": 1.0}
-            for m, e in {"identity": 3.6, "phase": 3.8, "ECC": 1.36, "TV-L1": 2.4, "B-SR": 1.359999}.items()]
+             "EPE>1px": 0.0, "EPE>3px": 0.0, "edge_align": 1.0, "EPE_own": e}
+            for m, e in {"identity": 3.6, "phase": 3.8, "ECC translation": 3.7, "ECC": 1.36, "TV-L1": 2.4,
+                         "B-SR": 1.359999}.items()]
     _, _, summary = rm.summarize_accuracy(pd.DataFrame(rows))
     r = summary.iloc[0]
     assert r["lowest mean EPE"] == "ECC = B-SR"
