@@ -1,0 +1,118 @@
+"""Which global stage comes closest to the ground truth on RoadScene, and how far is each from the floor?
+
+Candidates, all classical (OpenCV's ``findTransformECC`` through
+:func:`bsr.baselines.ecc.ecc_affine_opencv`, and phase correlation):
+
+* ``affine``: the released model's global stage (6 degrees of freedom);
+* ``euclid``: ECC with a rotation + translation (3);
+* ``transl``: ECC with a translation (2);
+* ``phase``: phase correlation (2);
+* ``bidir``: affine ECC run both ways (IR onto visible and visible onto IR), the
+  second inverted, the two matrices averaged;
+* ``select d``: the fewest degrees of freedom among transl / euclid / affine whose
+  correlation coefficient at full size (the ECC criterion) is within ``d`` of the
+  best of the three (Occam's razor on ECC's own score; no ground truth used).
+
+Two errors per method, mean EPE in px with a 10 px border left out:
+
+* ``EPE``: against the synthetic ground truth, as the benchmark scores;
+* ``rel``: against the synthetic ground truth composed with the method's own
+  field on the unmisaligned pair. It removes the pairs' own misalignment (the
+  floor under ``EPE``): a method that finds the same content alignment before
+  and after the synthetic warp scores 0.
+
+Pairs: the 16 validation pairs held out of RoadScene's train split (never the
+test split).
+
+    BSR_DATA=../shared/datasets OMP_NUM_THREADS=1 .venv/bin/python experiments/probe_global_stage.py \\
+        [--pairs 16] [--sets none,shift5_right,shift5_up,dilate10,dilate30,dilate50,affine_elastic]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from bsr.baselines.ecc import _ecc_score, _edge_features, ecc_affine_opencv
+from bsr.baselines.fields import affine_to_field
+from bsr.baselines.registration import phase_correlation_numpy
+from bsr.datasets.benchsets import make_set
+from bsr.metrics.registration import endpoint_error
+from bsr.training.pretrain import _split, resolve
+from bsr.warp import compose
+
+MARGIN = 10
+DOF_ORDER = ("translation", "euclidean", "affine")
+
+
+def _inv(m: np.ndarray) -> np.ndarray:
+    a_inv = np.linalg.inv(m[:, :2])
+    return np.concatenate((a_inv, (-a_inv @ m[:, 2])[:, None]), 1)
+
+
+def fields(ir: np.ndarray, vis: np.ndarray, deltas) -> tuple[dict, dict]:
+    """Every candidate's (2, H, W) field on one pair, and seconds per candidate."""
+    h, w = ir.shape
+    out, secs = {}, {}
+    mats = {}
+    for motion in DOF_ORDER:
+        t = time.perf_counter()
+        mats[motion] = ecc_affine_opencv(ir, vis, motion=motion, return_matrix=True)
+        secs[motion] = time.perf_counter() - t
+    out["affine"] = affine_to_field(mats["affine"], h, w)
+    out["euclid"] = affine_to_field(mats["euclidean"], h, w)
+    out["transl"] = affine_to_field(mats["translation"], h, w)
+    t = time.perf_counter()
+    out["phase"] = phase_correlation_numpy(ir, vis)
+    secs["phase"] = time.perf_counter() - t
+    t = time.perf_counter()
+    back = ecc_affine_opencv(vis, ir, return_matrix=True)
+    out["bidir"] = affine_to_field(0.5 * (mats["affine"] + _inv(back)), h, w)
+    secs["bidir"] = secs["affine"] + time.perf_counter() - t
+    fv, fi = _edge_features(vis, 0.5, 2.0, 8.0), _edge_features(ir, 0.5, 2.0, 8.0)
+    rho = {k: _ecc_score(fv, fi, m) for k, m in mats.items()}
+    best = max(rho.values())
+    for d in deltas:
+        pick = next(k for k in DOF_ORDER if rho[k] >= best - d)
+        out[f"select {d:g}"] = affine_to_field(mats[pick], h, w)
+    return out, secs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=16)
+    ap.add_argument("--sets", default="none,shift5_right,shift5_up,dilate10,dilate30,dilate50,affine_elastic")
+    ap.add_argument("--deltas", default="0.002,0.005,0.01,0.02")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    deltas = [float(d) for d in a.deltas.split(",")]
+    _, val = _split(resolve({"data": {"name": "roadscene", "split": "train", "val_count": 16}}))
+    val = val[: a.pairs]
+    base = {}
+    for p in val:
+        f, _ = fields(p.ir, p.vis, deltas)
+        base[p.name] = {k: torch.from_numpy(v[None].astype(np.float32)) for k, v in f.items()}
+    names = list(next(iter(base.values())))
+    print(f"{len(val)} validation pairs (train split); mean EPE / rel (px), 10 px border left out")
+    print(f"{'set':>15} " + " ".join(f"{n:>13}" for n in names))
+    for name in a.sets.split(","):
+        items = (make_set(val, "shift5_right", 0) if name == "none" else make_set(val, name, 0))
+        res = {n: ([], []) for n in names}
+        for it, p in zip(items, val):
+            if name == "none":
+                mis, gt = it["ir_aligned"], torch.zeros_like(it["gt"])
+            else:
+                mis, gt = it["mis"], it["gt"]
+            f, _ = fields(mis[0, 0].numpy().astype(np.float64), it["vis"][0, 0].numpy().astype(np.float64), deltas)
+            for n in names:
+                phi = torch.from_numpy(f[n][None].astype(np.float32))
+                res[n][0].append(endpoint_error(phi, gt, MARGIN)["EPE_mean"])
+                res[n][1].append(endpoint_error(phi, compose(gt, base[p.name][n]), MARGIN)["EPE_mean"])
+        print(f"{name:>15} " + " ".join(f"{np.mean(res[n][0]):6.2f}/{np.mean(res[n][1]):<6.2f}" for n in names),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
