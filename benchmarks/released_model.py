@@ -6,9 +6,10 @@
 
 Methods: ``identity`` (zero field: no registration), ``phase``, ``ECC``, ``TV-L1``
 (``bsr.baselines.REGISTRATION``), ``ECC translation`` (the same ECC with a
-translation model: ``bsr.baselines.ecc_affine(..., motion="translation")``) and ``B-SR`` (the model's ``phi_p``; default the
-shipped ``bsr.load_pretrained()``, or ``--checkpoint`` / ``--untrained``). Every
-score drops a 10 px margin on each side.
+translation model: ``bsr.baselines.ecc_affine(..., motion="translation")``) and
+``B-SR`` (the model's ``phi_p``; default the shipped ``bsr.load_pretrained()``,
+or ``--checkpoint`` / ``--untrained``). Every score drops a 10 px margin on each
+side.
 
 Sections (``--sections``):
 
@@ -174,7 +175,8 @@ def registration_methods(model) -> dict:
     def ecc_translation(ir, vis):
         return ecc_affine(ir, vis, motion="translation")
 
-    return {IDENTITY: identity, **{k: REGISTRATION.get(k, ecc_translation) for k in CLASSICAL}, MODEL: bsr_field}
+    classical = {**REGISTRATION, ECC_TRANSLATION: ecc_translation}
+    return {IDENTITY: identity, **{k: classical[k] for k in CLASSICAL}, MODEL: bsr_field}
 
 
 def score(mis, vis, field, gt=None) -> dict:
