@@ -30,8 +30,6 @@ test split).
 from __future__ import annotations
 
 import argparse
-import time
-
 import numpy as np
 import torch
 
@@ -52,32 +50,23 @@ def _inv(m: np.ndarray) -> np.ndarray:
     return np.concatenate((a_inv, (-a_inv @ m[:, 2])[:, None]), 1)
 
 
-def fields(ir: np.ndarray, vis: np.ndarray, deltas) -> tuple[dict, dict]:
-    """Every candidate's (2, H, W) field on one pair, and seconds per candidate."""
+def fields(ir: np.ndarray, vis: np.ndarray, deltas) -> dict:
+    """Every candidate's (2, H, W) field on one pair."""
     h, w = ir.shape
-    out, secs = {}, {}
-    mats = {}
-    for motion in DOF_ORDER:
-        t = time.perf_counter()
-        mats[motion] = ecc_affine_opencv(ir, vis, motion=motion, return_matrix=True)
-        secs[motion] = time.perf_counter() - t
-    out["affine"] = affine_to_field(mats["affine"], h, w)
-    out["euclid"] = affine_to_field(mats["euclidean"], h, w)
-    out["transl"] = affine_to_field(mats["translation"], h, w)
-    t = time.perf_counter()
-    out["phase"] = phase_correlation_numpy(ir, vis)
-    secs["phase"] = time.perf_counter() - t
-    t = time.perf_counter()
+    mats = {motion: ecc_affine_opencv(ir, vis, motion=motion, return_matrix=True) for motion in DOF_ORDER}
+    out = {"affine": affine_to_field(mats["affine"], h, w),
+           "euclid": affine_to_field(mats["euclidean"], h, w),
+           "transl": affine_to_field(mats["translation"], h, w),
+           "phase": phase_correlation_numpy(ir, vis)}
     back = ecc_affine_opencv(vis, ir, return_matrix=True)
     out["bidir"] = affine_to_field(0.5 * (mats["affine"] + _inv(back)), h, w)
-    secs["bidir"] = secs["affine"] + time.perf_counter() - t
     fv, fi = _edge_features(vis, 0.5, 2.0, 8.0), _edge_features(ir, 0.5, 2.0, 8.0)
     rho = {k: _ecc_score(fv, fi, m) for k, m in mats.items()}
     best = max(rho.values())
     for d in deltas:
         pick = next(k for k in DOF_ORDER if rho[k] >= best - d)
         out[f"select {d:g}"] = affine_to_field(mats[pick], h, w)
-    return out, secs
+    return out
 
 
 def main() -> None:
@@ -92,20 +81,20 @@ def main() -> None:
     val = val[: a.pairs]
     base = {}
     for p in val:
-        f, _ = fields(p.ir, p.vis, deltas)
+        f = fields(p.ir, p.vis, deltas)
         base[p.name] = {k: torch.from_numpy(v[None].astype(np.float32)) for k, v in f.items()}
     names = list(next(iter(base.values())))
     print(f"{len(val)} validation pairs (train split); mean EPE / rel (px), 10 px border left out")
     print(f"{'set':>15} " + " ".join(f"{n:>13}" for n in names))
     for name in a.sets.split(","):
-        items = (make_set(val, "shift5_right", 0) if name == "none" else make_set(val, name, 0))
+        items = make_set(val, "shift5_right" if name == "none" else name, 0)
         res = {n: ([], []) for n in names}
         for it, p in zip(items, val):
             if name == "none":
                 mis, gt = it["ir_aligned"], torch.zeros_like(it["gt"])
             else:
                 mis, gt = it["mis"], it["gt"]
-            f, _ = fields(mis[0, 0].numpy().astype(np.float64), it["vis"][0, 0].numpy().astype(np.float64), deltas)
+            f = fields(mis[0, 0].numpy().astype(np.float64), it["vis"][0, 0].numpy().astype(np.float64), deltas)
             for n in names:
                 phi = torch.from_numpy(f[n][None].astype(np.float32))
                 res[n][0].append(endpoint_error(phi, gt, MARGIN)["EPE_mean"])
