@@ -66,6 +66,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -172,10 +173,7 @@ def registration_methods(model) -> dict:
         with torch.no_grad():
             return model.register(ir, vis)[0]
 
-    def ecc_translation(ir, vis):
-        return ecc_affine(ir, vis, motion="translation")
-
-    classical = {**REGISTRATION, ECC_TRANSLATION: ecc_translation}
+    classical = {**REGISTRATION, ECC_TRANSLATION: functools.partial(ecc_affine, motion="translation")}
     return {IDENTITY: identity, **{k: classical[k] for k in CLASSICAL}, MODEL: bsr_field}
 
 

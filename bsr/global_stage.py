@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .warp import identity_grid
 
-__all__ = ["GlobalStage", "fit_affine", "affine_field", "METHODS"]
+__all__ = ["GlobalStage", "fit_affine", "affine_field", "invert_affine", "METHODS"]
 
 METHODS = ("ecc",)
 
@@ -41,6 +41,12 @@ def affine_field(m: torch.Tensor, h: int, w: int, dtype=torch.float32) -> torch.
     x = torch.cat((p, torch.ones(1, 1, h * w, dtype=torch.float64)), 1)
     q = m.to(torch.float64) @ x[0]                                                 # (B, 2, N)
     return (q - p).reshape(-1, 2, h, w).to(dtype)
+
+
+def invert_affine(m: torch.Tensor) -> torch.Tensor:
+    """The matrices (B, 2, 3) of the inverse maps of ``m`` (B, 2, 3)."""
+    a_inv = torch.linalg.inv(m[:, :, :2])
+    return torch.cat((a_inv, -a_inv @ m[:, :, 2:]), 2)
 
 
 def _rescale(m: torch.Tensor, fx: float, fy: float) -> torch.Tensor:
@@ -96,7 +102,4 @@ class GlobalStage:
         """``(phi_g, inv_g)``: ``warp(ir, phi_g)`` lies on ``vis``; ``inv_g`` undoes it."""
         h, w = ir.shape[-2:]
         m = self.matrices(ir, vis)
-        a, t = m[:, :, :2], m[:, :, 2:]
-        a_inv = torch.linalg.inv(a)
-        m_inv = torch.cat((a_inv, -a_inv @ t), 2)
-        return (affine_field(m, h, w).to(ir.device), affine_field(m_inv, h, w).to(ir.device))
+        return (affine_field(m, h, w).to(ir.device), affine_field(invert_affine(m), h, w).to(ir.device))

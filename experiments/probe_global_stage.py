@@ -30,6 +30,8 @@ test split).
 from __future__ import annotations
 
 import argparse
+import inspect
+
 import numpy as np
 import torch
 
@@ -37,17 +39,20 @@ from bsr.baselines.ecc import _ecc_score, _edge_features, ecc_affine_opencv
 from bsr.baselines.fields import affine_to_field
 from bsr.baselines.registration import phase_correlation_numpy
 from bsr.datasets.benchsets import make_set
+from bsr.global_stage import invert_affine
 from bsr.metrics.registration import endpoint_error
 from bsr.training.pretrain import _split, resolve
 from bsr.warp import compose
 
 MARGIN = 10
 DOF_ORDER = ("translation", "euclidean", "affine")
+# the features ECC itself correlates (ecc_affine_opencv's defaults)
+_ECC_DEFAULTS = inspect.signature(ecc_affine_opencv).parameters
+FEATURES = tuple(_ECC_DEFAULTS[k].default for k in ("sigma", "post_sigma", "normalise"))
 
 
 def _inv(m: np.ndarray) -> np.ndarray:
-    a_inv = np.linalg.inv(m[:, :2])
-    return np.concatenate((a_inv, (-a_inv @ m[:, 2])[:, None]), 1)
+    return invert_affine(torch.from_numpy(m)[None])[0].numpy()
 
 
 def fields(ir: np.ndarray, vis: np.ndarray, deltas) -> dict:
@@ -60,7 +65,7 @@ def fields(ir: np.ndarray, vis: np.ndarray, deltas) -> dict:
            "phase": phase_correlation_numpy(ir, vis)}
     back = ecc_affine_opencv(vis, ir, return_matrix=True)
     out["bidir"] = affine_to_field(0.5 * (mats["affine"] + _inv(back)), h, w)
-    fv, fi = _edge_features(vis, 0.5, 2.0, 8.0), _edge_features(ir, 0.5, 2.0, 8.0)
+    fv, fi = _edge_features(vis, *FEATURES), _edge_features(ir, *FEATURES)
     rho = {k: _ecc_score(fv, fi, m) for k, m in mats.items()}
     best = max(rho.values())
     for d in deltas:
@@ -87,18 +92,20 @@ def main() -> None:
     print(f"{len(val)} validation pairs (train split); mean EPE / rel (px), 10 px border left out")
     print(f"{'set':>15} " + " ".join(f"{n:>13}" for n in names))
     for name in a.sets.split(","):
-        items = make_set(val, "shift5_right" if name == "none" else name, 0)
         res = {n: ([], []) for n in names}
-        for it, p in zip(items, val):
-            if name == "none":
-                mis, gt = it["ir_aligned"], torch.zeros_like(it["gt"])
-            else:
-                mis, gt = it["mis"], it["gt"]
-            f = fields(mis[0, 0].numpy().astype(np.float64), it["vis"][0, 0].numpy().astype(np.float64), deltas)
+        if name == "none":   # the unmisaligned pairs: the fields above, against a zero ground truth
+            for p in val:
+                for n in names:
+                    phi = base[p.name][n]
+                    res[n][0].append(endpoint_error(phi, torch.zeros_like(phi), MARGIN)["EPE_mean"])
+                    res[n][1].append(0.0)
+        for it in ([] if name == "none" else make_set(val, name, 0)):
+            f = fields(it["mis"][0, 0].numpy().astype(np.float64), it["vis"][0, 0].numpy().astype(np.float64),
+                       deltas)
             for n in names:
                 phi = torch.from_numpy(f[n][None].astype(np.float32))
-                res[n][0].append(endpoint_error(phi, gt, MARGIN)["EPE_mean"])
-                res[n][1].append(endpoint_error(phi, compose(gt, base[p.name][n]), MARGIN)["EPE_mean"])
+                res[n][0].append(endpoint_error(phi, it["gt"], MARGIN)["EPE_mean"])
+                res[n][1].append(endpoint_error(phi, compose(it["gt"], base[it["name"]][n]), MARGIN)["EPE_mean"])
         print(f"{name:>15} " + " ".join(f"{np.mean(res[n][0]):6.2f}/{np.mean(res[n][1]):<6.2f}" for n in names),
               flush=True)
 
