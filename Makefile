@@ -17,14 +17,21 @@ STAMP    = $(VENV)/.bsr-installed
 all: reproduce
 
 # The venv is rebuilt when the pinned requirements or the package metadata change.
-# --no-compile: modules are byte-compiled when first imported, not all at install
-# (measured here: the install took 28-40 s instead of 68-75 s).
+# pip installs with --no-compile (28-40 s instead of 68-75 s), and compileall then
+# byte-compiles the site-packages on all cores, test folders left out (36-43 s on
+# 2 cores). Python would byte-compile on first import, but not where
+# PYTHONDONTWRITEBYTECODE is set (as on the development machine): there
+# every process compiled torch and Snakemake anew, 13-15 s per process against
+# 5 s from the compiled files (docs/architecture.md, "Install").
+SITE = $(VENV)/lib/python*/site-packages
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --no-compile -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m compileall -q -j 0 -x '/tests/|py312_intrinsics\.py$$' $(SITE) >/dev/null \
+	  || echo "note: some modules could not be byte-compiled; Python compiles them on import"
 	$(BIN)/python -m ipykernel install --sys-prefix --name bsr --display-name "Python (bsr)" >/dev/null
 	@touch $@
 
