@@ -20,7 +20,7 @@ all: reproduce
 # pip installs with --no-compile (28-40 s instead of 68-75 s), and compileall then
 # byte-compiles the site-packages on all cores, test folders left out (36-43 s on
 # 2 cores). Python would byte-compile on first import, but not where
-# PYTHONDONTWRITEBYTECODE is set (as on the development machine): there
+# PYTHONDONTWRITEBYTECODE is set (as in some containers, this project's development machine among them): there
 # every process compiled torch and Snakemake anew, 13-15 s per process against
 # 5 s from the compiled files (docs/architecture.md, "Install").
 SITE = $(VENV)/lib/python*/site-packages

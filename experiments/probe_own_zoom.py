@@ -1,7 +1,7 @@
 """Is the zoom that affine ECC finds on RoadScene's own pairs in the pairs, or in the features?
 
 On the unmisaligned RoadScene pairs the affine ECC of the global stage moves the
-IR by about 1.7 px on average, largely through a zoom slightly below 1
+IR by about 1.7 px on average on the 16 validation pairs, largely through a zoom slightly below 1
 (experiments/NOTES.md, section 6). This probe decomposes ECC's matrix on every unmisaligned pair of a set
 into x and y zoom, rotation and shear, and runs three controls:
 
@@ -100,7 +100,7 @@ def summary(label: str, rows: list[dict]) -> None:
 
 
 def hr_anisotropy(pairs) -> np.ndarray:
-    """Per RoadScene pair: (x resize factor) / (y resize factor) from vi_hr/ to vi/."""
+    """Per RoadScene pair: (vi_hr/ width / vi/ width) / (vi_hr/ height / vi/ height), the anisotropy of the resize."""
     hr = list_images(dataset_dir("roadscene") / "vi_hr")
     out = []
     for p in pairs:
@@ -133,7 +133,7 @@ def main() -> None:
         ratio = np.array([rows[i]["sx"] / rows[i]["sy"] for i in ok])
         c = np.corrcoef(aniso, ratio)[0, 1]
         rank = np.corrcoef(np.argsort(np.argsort(aniso)), np.argsort(np.argsort(ratio)))[0, 1]
-        print(f"roadscene: vi_hr resize anisotropy (x/y factor) median {np.median(aniso):.3f}, "
+        print(f"roadscene: vi_hr-to-vi resize anisotropy (x/y size ratio) median {np.median(aniso):.3f}, "
               f"range {aniso.min():.3f}-{aniso.max():.3f}; correlation with ECC's sx/sy: Pearson {c:+.2f}, "
               f"Spearman {rank:+.2f} ({len(ok)} pairs)")
     else:

@@ -1,12 +1,14 @@
 """Does a tile-wise ECC after the global stage follow what an affine map cannot (elastic parts, ECC's errors)?
 
-Sections 5 of experiments/NOTES.md found that a free residual field under MIND, or
+Sections 2 and 5 of experiments/NOTES.md found that a free residual field under MIND, or
 under learned descriptors, does not move from the global ECC solution: the local
 evidence of one cross-modal pixel neighbourhood is too weak. This probe pools the
 evidence over larger regions instead. After the global stage
 (:class:`bsr.global_stage.GlobalStage`, the released model's), the warped IR and
 the visible image are cut into overlapping square tiles (side ``T``, stride
-``T / 2``); translation ECC (:func:`bsr.baselines.ecc.ecc_affine_opencv`, the same
+``T / 2``, starting at the top left, so a strip narrower than the stride at the
+right and bottom may have no tile of its own and a residual shrunk towards zero);
+translation ECC (:func:`bsr.baselines.ecc.ecc_affine_opencv`, the same
 edge features) registers each tile; tiles whose correlation falls under ECC's own
 ``min_rho`` (the identity fallback) or whose shift exceeds ``--max-shift`` are
 dropped. The residual field is a Gaussian-weighted mean of the tile shifts
