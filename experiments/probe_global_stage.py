@@ -74,6 +74,42 @@ def fields(ir: np.ndarray, vis: np.ndarray, deltas) -> dict:
     return out
 
 
+def validation_pairs(n: int = 16):
+    """The first ``n`` of the 16 validation pairs held out of RoadScene's train split."""
+    _, val = _split(resolve({"data": {"name": "roadscene", "split": "train", "val_count": 16}}))
+    return val[:n]
+
+
+def print_scores(val, sets, fields_of, base: dict | None = None) -> None:
+    """One row per set of mean EPE / rel (px) for every field that ``fields_of(ir, vis)`` returns.
+
+    ``fields_of`` takes (1, 1, H, W) tensors and returns a dict of (1, 2, H, W)
+    fields; ``base`` (pair name -> that dict on the unmisaligned pair) is
+    computed when not given. ``rel`` scores against the ground truth composed
+    with the same method's field on the unmisaligned pair.
+    """
+    if base is None:
+        base = {p.name: fields_of(torch.from_numpy(p.ir)[None, None], torch.from_numpy(p.vis)[None, None])
+                for p in val}
+    names = list(next(iter(base.values())))
+    print(f"{'set':>15} " + " ".join(f"{n:>13}" for n in names))
+    for name in sets:
+        res = {n: ([], []) for n in names}
+        if name == "none":   # the unmisaligned pairs: the base fields, against a zero ground truth
+            for p in val:
+                for n in names:
+                    phi = base[p.name][n]
+                    res[n][0].append(endpoint_error(phi, torch.zeros_like(phi), MARGIN)["EPE_mean"])
+                    res[n][1].append(0.0)
+        for it in ([] if name == "none" else make_set(val, name, 0)):
+            f = fields_of(it["mis"], it["vis"])
+            for n in names:
+                res[n][0].append(endpoint_error(f[n], it["gt"], MARGIN)["EPE_mean"])
+                res[n][1].append(endpoint_error(f[n], compose(it["gt"], base[it["name"]][n]), MARGIN)["EPE_mean"])
+        print(f"{name:>15} " + " ".join(f"{np.mean(res[n][0]):6.2f}/{np.mean(res[n][1]):<6.2f}" for n in names),
+              flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=16)
@@ -82,33 +118,14 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     deltas = [float(d) for d in a.deltas.split(",")]
-    _, val = _split(resolve({"data": {"name": "roadscene", "split": "train", "val_count": 16}}))
-    val = val[: a.pairs]
-    base = {}
-    for p in val:
-        f = fields(p.ir, p.vis, deltas)
-        base[p.name] = {k: torch.from_numpy(v[None].astype(np.float32)) for k, v in f.items()}
-    names = list(next(iter(base.values())))
-    print(f"{len(val)} validation pairs (train split); mean EPE / rel (px), 10 px border left out")
-    print(f"{'set':>15} " + " ".join(f"{n:>13}" for n in names))
-    for name in a.sets.split(","):
-        res = {n: ([], []) for n in names}
-        if name == "none":   # the unmisaligned pairs: the fields above, against a zero ground truth
-            for p in val:
-                for n in names:
-                    phi = base[p.name][n]
-                    res[n][0].append(endpoint_error(phi, torch.zeros_like(phi), MARGIN)["EPE_mean"])
-                    res[n][1].append(0.0)
-        for it in ([] if name == "none" else make_set(val, name, 0)):
-            f = fields(it["mis"][0, 0].numpy().astype(np.float64), it["vis"][0, 0].numpy().astype(np.float64),
-                       deltas)
-            for n in names:
-                phi = torch.from_numpy(f[n][None].astype(np.float32))
-                res[n][0].append(endpoint_error(phi, it["gt"], MARGIN)["EPE_mean"])
-                res[n][1].append(endpoint_error(phi, compose(it["gt"], base[it["name"]][n]), MARGIN)["EPE_mean"])
-        print(f"{name:>15} " + " ".join(f"{np.mean(res[n][0]):6.2f}/{np.mean(res[n][1]):<6.2f}" for n in names),
-              flush=True)
+    val = validation_pairs(a.pairs)
 
+    def fields_of(ir, vis):
+        f = fields(ir[0, 0].numpy().astype(np.float64), vis[0, 0].numpy().astype(np.float64), deltas)
+        return {k: torch.from_numpy(v[None].astype(np.float32)) for k, v in f.items()}
+
+    print(f"{len(val)} validation pairs (train split); mean EPE / rel (px), 10 px border left out")
+    print_scores(val, a.sets.split(","), fields_of)
 
 if __name__ == "__main__":
     main()

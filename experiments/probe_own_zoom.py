@@ -38,12 +38,14 @@ import argparse
 import time
 
 import numpy as np
+import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from bsr.baselines.ecc import ecc_affine_opencv
 from bsr.baselines.registration import tvl1_numpy
 from bsr.datasets.readers import dataset_dir, list_images, load_pairs
+from bsr.global_stage import affine_field, fit_affine
 
 
 def decompose(m: np.ndarray) -> dict:
@@ -57,21 +59,15 @@ def decompose(m: np.ndarray) -> dict:
 
 
 def displacement(m: np.ndarray, h: int, w: int, margin: int = 10) -> float:
-    """Mean length of the field ``M @ [x, y, 1] - [x, y]`` inside the margin (px)."""
-    y, x = np.mgrid[margin:h - margin, margin:w - margin].astype(np.float64)
-    dx = m[0, 0] * x + m[0, 1] * y + m[0, 2] - x
-    dy = m[1, 0] * x + m[1, 1] * y + m[1, 2] - y
-    return float(np.hypot(dx, dy).mean())
+    """Mean length of the field of the 2 x 3 matrix ``m`` inside the margin (px)."""
+    f = affine_field(torch.from_numpy(m)[None], h, w, dtype=torch.float64)[0, :, margin:-margin, margin:-margin]
+    return float(f.norm(dim=0).mean())
 
 
-def fit_affine(field: np.ndarray, margin: int = 10) -> np.ndarray:
-    """Least-squares 2 x 3 matrix of the positions ``p + field(p)`` inside the margin."""
-    _, h, w = field.shape
-    y, x = np.mgrid[margin:h - margin, margin:w - margin].astype(np.float64)
-    a = np.stack((x.ravel(), y.ravel(), np.ones(x.size)), axis=1)
-    tx = x.ravel() + field[0, margin:h - margin, margin:w - margin].ravel()
-    ty = y.ravel() + field[1, margin:h - margin, margin:w - margin].ravel()
-    return np.stack([np.linalg.lstsq(a, t, rcond=None)[0] for t in (tx, ty)])
+def fit_inside(field: np.ndarray, margin: int = 10) -> np.ndarray:
+    """The 2 x 3 matrix fitted to ``field`` inside the margin; its linear part is that of the whole
+    image's coordinates (cropping moves only the origin, so only the translation differs)."""
+    return fit_affine(torch.from_numpy(field[None, :, margin:-margin, margin:-margin].copy()))[0].numpy()
 
 
 def score(pairs, transform=None) -> list[dict]:
@@ -139,7 +135,7 @@ def main() -> None:
     else:
         print("roadscene: no vi_hr/ folder under the data root; the resize-anisotropy check is skipped")
     n = len(road) if a.tvl1 is None else min(a.tvl1, len(road))
-    both = [(rows[i], decompose(fit_affine(tvl1_numpy(road[i].ir.astype(np.float64), road[i].vis.astype(np.float64)))))
+    both = [(rows[i], decompose(fit_inside(tvl1_numpy(road[i].ir.astype(np.float64), road[i].vis.astype(np.float64)))))
             for i in range(n) if not rows[i]["identity"]]
     for k in ("sx", "sy"):
         e = np.array([r[k] for r, _ in both])

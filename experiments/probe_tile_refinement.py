@@ -27,23 +27,15 @@ RoadScene's train split, never the test split.
 from __future__ import annotations
 
 import argparse
-import inspect
 import time
 
 import numpy as np
 import torch
 
 from bsr.baselines.ecc import _ecc_score, _edge_features, ecc_affine_opencv
-from bsr.datasets.benchsets import make_set
 from bsr.global_stage import GlobalStage
-from bsr.metrics.registration import endpoint_error
-from bsr.training.pretrain import _split, resolve
 from bsr.warp import compose, warp
-
-MARGIN = 10
-# the features ECC itself correlates (ecc_affine_opencv's defaults)
-_ECC_DEFAULTS = inspect.signature(ecc_affine_opencv).parameters
-FEATURES = tuple(_ECC_DEFAULTS[k].default for k in ("sigma", "post_sigma", "normalise"))
+from probe_global_stage import FEATURES, print_scores, validation_pairs   # (same folder)
 
 
 def tile_shifts(ir: np.ndarray, vis: np.ndarray, tile: int, max_shift: float) -> list[tuple]:
@@ -98,33 +90,13 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     tiles = [int(t) for t in a.tiles.split(",")]
-    _, val = _split(resolve({"data": {"name": "roadscene", "split": "train", "val_count": 16}}))
-    val = val[: a.pairs]
+    val = validation_pairs(a.pairs)
     gs = GlobalStage("ecc", 640)
     t0 = time.perf_counter()
-    base = {p.name: fields(gs, torch.from_numpy(p.ir)[None, None], torch.from_numpy(p.vis)[None, None],
-                           tiles, a.max_shift, a.prior) for p in val}
-    names = list(next(iter(base.values())))
     print(f"{len(val)} validation pairs (train split); max shift {a.max_shift} px, prior {a.prior}; "
           f"mean EPE / rel (px), 10 px border left out")
-    print(f"{'set':>15} " + " ".join(f"{n:>13}" for n in names))
-    for name in a.sets.split(","):
-        res = {n: ([], []) for n in names}
-        if name == "none":
-            for p in val:
-                for n in names:
-                    phi = base[p.name][n]
-                    res[n][0].append(endpoint_error(phi, torch.zeros_like(phi), MARGIN)["EPE_mean"])
-                    res[n][1].append(0.0)
-        for it in ([] if name == "none" else make_set(val, name, 0)):
-            f = fields(gs, it["mis"], it["vis"], tiles, a.max_shift, a.prior)
-            for n in names:
-                res[n][0].append(endpoint_error(f[n], it["gt"], MARGIN)["EPE_mean"])
-                res[n][1].append(endpoint_error(f[n], compose(it["gt"], base[it["name"]][n]), MARGIN)["EPE_mean"])
-        print(f"{name:>15} " + " ".join(f"{np.mean(res[n][0]):6.2f}/{np.mean(res[n][1]):<6.2f}" for n in names),
-              flush=True)
+    print_scores(val, a.sets.split(","), lambda ir, vis: fields(gs, ir, vis, tiles, a.max_shift, a.prior))
     print(f"({time.perf_counter() - t0:.0f} s)")
-
 
 if __name__ == "__main__":
     main()
