@@ -90,9 +90,9 @@ def bench_step(size: str, batch: int, hw: int, repeats: int, loss_overrides: dic
     pre = objective.cfg.precompute_options()
     targets = {}
     if pre is not None:   # the default: L_nda targets come with the batch (searched once by the loader)
-        from bsr.nda import _nda_targets
+        from bsr.nda.cache import pair_targets
 
-        per = [_nda_targets(ir[i], vis[i], pre) for i in range(batch)]
+        per = [pair_targets(ir[i], vis[i], pre) for i in range(batch)]
         for key in ("nda_p", "nda_n"):
             targets[f"{key}_delta"] = torch.stack([p[key][0] for p in per])
             targets[f"{key}_valid"] = torch.stack([p[key][1] for p in per])

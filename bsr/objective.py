@@ -52,7 +52,7 @@ __all__ = ["LossConfig", "Objective", "VARIANTS", "variant_config"]
 ALIGNMENTS = ("nda", "sobel", "none")
 NDA_FORMS = ("polar", "polar_l1", "vector")
 SS_TEACHERS = ("none", "plain", "pdg")
-NDA_LR_CHECK = 1.0          # px: left-right check of precomputed L_nda targets (bsr.nda._nda_targets)
+NDA_LR_CHECK = 1.0          # px: left-right check of precomputed L_nda targets (bsr.nda.cache.pair_targets)
 NDA_CONSENSUS_WINDOW = 33   # px: the neighbourhood of the consensus filter (with nda_consensus)
 
 # Switch settings of each ablation (Table 4 of the paper). "full" is B-SR.

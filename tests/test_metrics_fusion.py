@@ -391,7 +391,7 @@ def test_metrics_run_blas_single_threaded():
     caller's setting is restored afterwards."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from bsr.metrics.fusion import _one_blas_thread
+    from bsr.metrics.common import _one_blas_thread
 
     blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
     if not blas:

@@ -285,22 +285,22 @@ def test_nda_consistency_dense_median_is_exact_on_a_linear_field():
 def test_nda_target_cache(tmp_path, monkeypatch):
     """The on-disk cache returns exactly what the search returns, keys on the
     content and the options, recovers from a damaged file, and can be switched off."""
-    from bsr.nda import _nda_targets, cached_nda_targets, nda_cache_dir
+    from bsr.nda.cache import cached_nda_targets, nda_cache_dir, pair_targets
 
     g = torch.Generator().manual_seed(0)
     ir, vis = torch.rand(1, 1, 40, 48, generator=g), torch.rand(1, 1, 40, 48, generator=g)
     opts = {"radius": 3, "window": 7}
     monkeypatch.setenv("BSR_CACHE", str(tmp_path))
-    ref = _nda_targets(ir, vis, opts)
+    ref = pair_targets(ir, vis, opts)
     first = cached_nda_targets(ir, vis, opts)
     files = sorted((tmp_path / "nda").glob("*.npz"))
     assert len(files) == 1
     def no_search(*a, **k):
         raise AssertionError("searched again: the cache was not used")
 
-    monkeypatch.setattr(bsr.nda, "_nda_targets", no_search)
+    monkeypatch.setattr(bsr.nda.cache, "pair_targets", no_search)
     second = cached_nda_targets(ir, vis, opts)                 # served from disk
-    monkeypatch.setattr(bsr.nda, "_nda_targets", _nda_targets)
+    monkeypatch.setattr(bsr.nda.cache, "pair_targets", pair_targets)
     for out in (first, second):
         for k in ("nda_p", "nda_n"):
             assert torch.equal(out[k][0], ref[k][0]) and torch.equal(out[k][1], ref[k][1])
