@@ -44,22 +44,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .io import IMAGE_SUFFIXES, read_image, rgb_to_ycbcr, save_npz, to_uint8, write_image, ycbcr_to_rgb
 from .datasets.readers import list_images
 from .device import resolve_device
-from .warp import identity_grid, warp
+from .tiles import check_tiling, fuse_tiled, strip_rows
+from .warp import warp
 
 __all__ = ["fuse_pair", "register_pair", "flow_to_rgb", "main", "DEFAULT_TILE", "DEFAULT_OVERLAP"]
 
 DEFAULT_TILE = 1024       # px; larger images go through the networks in tiles (0: never)
 DEFAULT_OVERLAP = 64      # px between neighbouring tiles, blended with cosine ramps
-
-
-def _strip_rows(w: int) -> int:
-    """Rows per strip of ~1 Mpx: whole-image elementwise work goes by strips, without full-size temporaries."""
-    return max(1, (1 << 20) // max(w, 1))
 
 
 def _to_grey(img: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -69,7 +64,7 @@ def _to_grey(img: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray | None]
     if img.ndim == 3 and img.shape[2] == 3:
         h, w = img.shape[:2]
         y, cbcr = np.empty((h, w), np.float32), np.empty((h, w, 2), np.float32)
-        step = _strip_rows(w)
+        step = strip_rows(w)
         for r0 in range(0, h, step):
             ycc = rgb_to_ycbcr(img[r0:r0 + step])
             y[r0:r0 + step], cbcr[r0:r0 + step] = ycc[..., 0], ycc[..., 1:]
@@ -81,7 +76,7 @@ def _restore_colour(y: np.ndarray, cbcr: np.ndarray) -> np.ndarray:
     """RGB (H, W, 3) float32 of luminance ``y`` and chroma ``cbcr``, by strips."""
     h, w = y.shape
     out = np.empty((h, w, 3), np.float32)
-    step = _strip_rows(w)
+    step = strip_rows(w)
     for r0 in range(0, h, step):
         out[r0:r0 + step] = ycbcr_to_rgb(np.concatenate((y[r0:r0 + step, :, None], cbcr[r0:r0 + step]), axis=-1))
     return out
@@ -117,128 +112,6 @@ def _fuse_method(name: str, ir: torch.Tensor, vis: torch.Tensor):
     return fused.float(), warp(ir, field), field
 
 
-# ----------------------------------------------------------------------------- tiling
-
-def _check_tiling(tile: int, overlap: int) -> None:
-    for v, what in ((tile, "tile"), (overlap, "tile overlap")):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"{what} must be a whole number >= 0; got {v!r}")
-    if tile and tile < 32:
-        raise ValueError(f"tile must be 0 (off) or at least 32 px; got {tile}")
-    if tile and 2 * overlap > tile:
-        raise ValueError(f"tile overlap must be at most half the tile; got overlap {overlap} for tile {tile}")
-
-
-def _tile_plan(n: int, tile: int, overlap: int) -> tuple[list[int], int]:
-    """``(starts, size)`` of tiles covering ``[0, n)``: the fewest tiles of at most ``tile`` px that
-    overlap by at least ``overlap`` px, each as short as that count allows, spread evenly."""
-    if n <= tile:
-        return [0], n
-    k = -(-(n - overlap) // (tile - overlap))                       # ceil
-    size = -(-(n - overlap) // k) + overlap
-    return [int(round(i * (n - size) / (k - 1))) for i in range(k)], size
-
-
-def _axis_weights(n: int, starts: list[int], size: int, overlap: int) -> list[torch.Tensor]:
-    """Blend weights (float32, ``size`` each) of the tiles at ``starts``; they sum to one at every pixel.
-
-    Each tile ramps up (raised cosine) over ``overlap`` px from an edge it shares
-    with a neighbour and keeps weight 1 at the image border.
-    """
-    d = np.arange(overlap, dtype=np.float64)
-    up = 0.5 - 0.5 * np.cos(np.pi * (d + 0.5) / overlap) if overlap else d
-    raw = []
-    for i in range(len(starts)):
-        w = np.ones(size)
-        if i > 0:
-            w[:overlap] = up
-        if i < len(starts) - 1:
-            w[size - overlap:] = np.minimum(w[size - overlap:], up[::-1])
-        raw.append(w)
-    total = np.zeros(n)
-    for a, w in zip(starts, raw):
-        total[a:a + size] += w
-    return [torch.from_numpy((w / total[a:a + size]).astype(np.float32)) for a, w in zip(starts, raw)]
-
-
-def _sample_rows(image: torch.Tensor, flow_rows: torch.Tensor, r0: int) -> torch.Tensor:
-    """Rows ``r0 .. r0 + len`` of ``bsr.warp.warp(image, flow)``, given those rows of ``flow`` (same values)."""
-    h, w = image.shape[-2:]
-    pos = identity_grid(flow_rows.shape[-2], w, device=image.device, dtype=image.dtype)
-    pos = pos + torch.tensor([0.0, float(r0)], device=image.device, dtype=image.dtype).view(1, 2, 1, 1)
-    pos = pos + flow_rows.to(image.dtype)
-    sx, sy = 2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)
-    grid = torch.stack((pos[:, 0] * sx - 1.0, pos[:, 1] * sy - 1.0), dim=-1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
-
-
-def _warp_strips(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """``bsr.warp.warp(image, flow)`` (batch 1) a strip of rows at a time: no full-size temporaries."""
-    h, w = image.shape[-2:]
-    out = torch.empty_like(image)
-    step = _strip_rows(w)
-    for r0 in range(0, h, step):
-        out[..., r0:r0 + step, :] = _sample_rows(image, flow[..., r0:r0 + step, :], r0)
-    return out
-
-
-def _affine_rows(m: torch.Tensor, r0: int, r1: int, w: int) -> torch.Tensor:
-    """Rows ``r0 .. r1`` of ``bsr.global_stage.affine_field(m, h, w)``: ``M @ [x, y, 1] - p`` (float32)."""
-    ys = torch.arange(r0, r1, dtype=torch.float64)
-    xs = torch.arange(w, dtype=torch.float64)
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    m = m.to(torch.float64)
-    fx = m[:, 0, 0, None, None] * gx + m[:, 0, 1, None, None] * gy + m[:, 0, 2, None, None] - gx
-    fy = m[:, 1, 0, None, None] * gx + m[:, 1, 1, None, None] * gy + m[:, 1, 2, None, None] - gy
-    return torch.stack((fx, fy), 1).to(torch.float32)
-
-
-def _fuse_tiled(model, ir: torch.Tensor, vis: torch.Tensor, tile: int, overlap: int):
-    """``model.fuse(ir, vis)`` (batch 1) with the networks run on overlapping tiles.
-
-    Global stage (if any) on the whole image; U-Net local fields per tile on the
-    globally warped IR, blended; the full field ``compose(phi_g, local)``; the IR
-    warped once by it; the fusion per tile on the registered IR, blended.
-    """
-    h, w = ir.shape[-2:]
-    dev = ir.device
-    (ys, th), (xs, tw) = _tile_plan(h, tile, overlap), _tile_plan(w, tile, overlap)
-    wy = [a.to(dev) for a in _axis_weights(h, ys, th, overlap)]
-    wx = [a.to(dev) for a in _axis_weights(w, xs, tw, overlap)]
-    tiles = [(y0, x0, wa, wb) for y0, wa in zip(ys, wy) for x0, wb in zip(xs, wx)]
-    step = _strip_rows(w)
-
-    phi_g = None
-    if model.global_stage is not None:
-        m = model.global_stage.matrices(ir, vis)                    # (1, 2, 3), on a reduced copy
-        phi_g = torch.empty(1, 2, h, w, dtype=torch.float32, device=dev)
-        for r0 in range(0, h, step):
-            phi_g[..., r0:r0 + step, :] = _affine_rows(m, r0, min(r0 + step, h), w).to(dev)
-        ir_g = _warp_strips(ir, phi_g)
-    else:
-        ir_g = ir
-
-    flow = torch.zeros(1, 2, h, w, dtype=torch.float32, device=dev)
-    for y0, x0, wa, wb in tiles:
-        sl = (..., slice(y0, y0 + th), slice(x0, x0 + tw))
-        loc, _ = model.register_local(ir_g[sl], vis[sl])
-        flow[sl] += loc * (wa[:, None] * wb[None, :])
-    del ir_g
-    if phi_g is not None:                                           # compose(phi_g, local), by strips
-        for r0 in range(0, h, step):
-            rows = flow[..., r0:r0 + step, :]
-            rows += _sample_rows(phi_g, rows, r0)
-        del phi_g
-
-    ir_reg = _warp_strips(ir, flow)
-    fused = torch.zeros(1, 1, h, w, dtype=torch.float32, device=dev)
-    for y0, x0, wa, wb in tiles:
-        sl = (..., slice(y0, y0 + th), slice(x0, x0 + tw))
-        f, _, _ = model.fuse_aligned(ir_reg[sl], vis[sl])
-        fused[sl] += f * (wa[:, None] * wb[None, :])
-    return fused, ir_reg, flow
-
-
 # ----------------------------------------------------------------------------- API
 
 def fuse_pair(model, ir: np.ndarray, vis: np.ndarray, *, tile: int = DEFAULT_TILE,
@@ -261,7 +134,7 @@ def fuse_pair(model, ir: np.ndarray, vis: np.ndarray, *, tile: int = DEFAULT_TIL
     ``flow`` (2, H, W), the field ``phi_p`` in pixels (x first) with
     ``ir_registered(p) = ir(p + flow(p))``.
     """
-    _check_tiling(tile, overlap)
+    check_tiling(tile, overlap)
     t, v, cbcr = _grey_pair(ir, vis)
     if isinstance(model, str):
         with torch.no_grad():
@@ -270,7 +143,7 @@ def fuse_pair(model, ir: np.ndarray, vis: np.ndarray, *, tile: int = DEFAULT_TIL
         with _inference(model):
             t, v = t.to(_model_device(model)), v.to(_model_device(model))
             if tile and max(t.shape[-2:]) > tile:
-                fused, ir_reg, flow = _fuse_tiled(model, t, v, tile, overlap)
+                fused, ir_reg, flow = fuse_tiled(model, t, v, tile, overlap)
             else:
                 fused, ir_reg, flow = model.fuse(t, v)
     del t, v
@@ -358,7 +231,7 @@ def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndar
 def _by_strips(fn, arr: np.ndarray, axis: int = 0) -> np.ndarray:
     """``fn`` (row-wise; returns (rows, W, ...)) on strips of the rows (axis ``axis``) of ``arr``, stacked."""
     h, w = arr.shape[axis], arr.shape[axis + 1]
-    step = _strip_rows(w)
+    step = strip_rows(w)
     return np.concatenate([fn(arr[(slice(None),) * axis + (slice(r0, r0 + step),)]) for r0 in range(0, h, step)])
 
 
@@ -397,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.method is not None and args.checkpoint is not None:
         raise ValueError("--method and --checkpoint exclude each other; give one (neither: the shipped model)")
     method = _method_name(args.method) if args.method is not None else None
-    _check_tiling(args.tile, args.tile_overlap)
+    check_tiling(args.tile, args.tile_overlap)
     tiling = {"tile": args.tile, "overlap": args.tile_overlap}
 
     ir, vis, out = Path(args.ir), Path(args.vis), Path(args.output)

@@ -309,32 +309,32 @@ def test_cli_method_and_tile_errors(tmp_path, checkpoint, capsys):
 
 
 def test_tile_helpers():
-    from bsr import fuse
+    from bsr import tiles
     from bsr.global_stage import affine_field
     from bsr.warp import warp
 
     for n, tile, ov in ((400, 128, 32), (129, 128, 32), (129, 128, 64), (1000, 256, 64), (6000, 1024, 64),
                         (300, 128, 0), (128, 128, 32)):
-        starts, size = fuse._tile_plan(n, tile, ov)
+        starts, size = tiles.tile_plan(n, tile, ov)
         assert size <= tile and starts[0] == 0 and starts[-1] + size == n
         assert len(starts) == (1 if n <= tile else -(-(n - ov) // (tile - ov)))     # fewest tiles
         assert all(b - a <= size - ov for a, b in zip(starts, starts[1:]))           # overlap >= ov
         total = np.zeros(n)
-        for a, w in zip(starts, fuse._axis_weights(n, starts, size, ov)):
+        for a, w in zip(starts, tiles.axis_weights(n, starts, size, ov)):
             assert (w > 0).all()
             total[a:a + size] += w.numpy()
         np.testing.assert_allclose(total, 1.0, atol=1e-6)
     torch.manual_seed(0)
     img, flow = torch.rand(1, 1, 30, 41), torch.randn(1, 2, 30, 41) * 4
-    assert torch.equal(fuse._warp_strips(img, flow), warp(img, flow))
+    assert torch.equal(tiles.warp_strips(img, flow), warp(img, flow))
     m = torch.tensor([[[1.02, 0.03, 3.5], [-0.02, 0.99, -2.0]]], dtype=torch.float64)
-    np.testing.assert_allclose(fuse._affine_rows(m, 5, 17, 41).numpy(), affine_field(m, 30, 41)[..., 5:17, :].numpy(),
+    np.testing.assert_allclose(tiles.affine_rows(m, 5, 17, 41).numpy(), affine_field(m, 30, 41)[..., 5:17, :].numpy(),
                                atol=1e-5)
 
 
 @pytest.mark.parametrize("global_stage", [False, True], ids=["local", "global-local"])
 def test_tiling_within_one_tile_equals_whole_image(global_stage):
-    from bsr import fuse
+    from bsr import tiles
 
     model = _busy_model(global_stage)
     rng = np.random.default_rng(12)
@@ -348,7 +348,7 @@ def test_tiling_within_one_tile_equals_whole_image(global_stage):
     t, v = torch.from_numpy(ir)[None, None], torch.from_numpy(vis.mean(-1))[None, None]
     with torch.no_grad():
         ref = model.fuse(t, v)
-        got = fuse._fuse_tiled(model, t, v, tile=64, overlap=16)
+        got = tiles.fuse_tiled(model, t, v, tile=64, overlap=16)
     for a, b in zip(ref, got):
         np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-5, rtol=0)
 
@@ -398,7 +398,7 @@ def test_strip_conversions_match_whole_image(tmp_path, monkeypatch):
     write_image(tmp_path / "ref_f.png", img)
     write_image(tmp_path / "ref_r.png", np.clip(ir, 0, 1))
     write_image(tmp_path / "ref_v.png", flow_to_rgb(flow))
-    monkeypatch.setattr(fuse, "_strip_rows", lambda w: 7)
+    monkeypatch.setattr(fuse, "strip_rows", lambda w: 7)
     y, cbcr = fuse._to_grey(img, "vis")
     assert np.array_equal(y, ycc[..., 0]) and np.array_equal(cbcr, ycc[..., 1:])
     assert np.array_equal(fuse._restore_colour(y, cbcr), ycbcr_to_rgb(ycc))
