@@ -240,15 +240,22 @@ def test_cli_default_model_missing_weights_is_one_line(tmp_path, monkeypatch, ca
 @pytest.mark.skipif(_shipped_weights() is None, reason="the shipped weights (bsr/weights/bsr_roadscene.pt) "
                                                        "are missing from this checkout")
 def test_cli_real_default_model(tmp_path):
+    """The shipped model, whole and tiled: it finds the scene's (3, 2) px shift (x, y) and the two runs agree."""
     rng = np.random.default_rng(8)
-    ir, vis = _textured(rng, 100, 150, colour=True)
+    ir, vis = _textured(rng, 100, 150, colour=True)       # ir rolled by 2 rows and 3 columns
     _write_pair(tmp_path, ir, vis)
+    flows = []
     for extra, name in (([], "whole.png"), (["--tile", "64", "--tile-overlap", "16"], "tiled.png")):
         out = tmp_path / name
         assert cli.main(["fuse", str(tmp_path / "ir.png"), str(tmp_path / "vis.png"), "-o", str(out),
-                         "--save-registered", "--device", "cpu", *extra]) == 0
+                         "--save-registered", "--save-flow", "--device", "cpu", *extra]) == 0
         assert read_image(out).shape == (100, 150, 3)
         assert read_image(tmp_path / f"{out.stem}_ir_registered.png").shape == (100, 150)
+        with np.load(tmp_path / f"{out.stem}_flow.npz") as z:
+            flows.append(z["flow"])
+    inner = flows[0][:, 10:-10, 10:-10]
+    assert np.abs(np.median(inner, axis=(1, 2)) - [3.0, 2.0]).max() < 0.5, np.median(inner, axis=(1, 2))
+    np.testing.assert_allclose(flows[1], flows[0], atol=1e-3)
 
 
 @pytest.mark.parametrize("colour", [False, True], ids=["grey", "colour"])

@@ -57,6 +57,40 @@ def test_stage_recovers_a_zoom_on_a_reduced_copy():
 
 
 def test_bsr_register_composes_global_and_local(monkeypatch):
+    """The U-Net sees the IR after the affine map, and phi_p / phi_n compose the two stages in the
+    order that warping by them takes: a non-zero local field, so dropping it or swapping the order fails."""
+    cfg = model_config("quick", **{"global": {"method": "ecc", "max_side": 640}})
+    model = BSR(cfg).eval()
+    monkeypatch.setattr(model.global_stage, "matrices", lambda ir, vis: _matrix().float())
+    x = _textured(60, 80)
+    pos = identity_grid(60, 80)
+    loc_p = torch.stack((1.5 + 0.8 * torch.sin(pos[:, 1] / 9.0), -1.0 + 0.6 * torch.cos(pos[:, 0] / 11.0)), 1)
+    loc_n = -0.7 * loc_p
+    seen = []
+
+    def local(ir, vis):
+        seen.append(ir)
+        return loc_p, loc_n
+
+    monkeypatch.setattr(model, "register_local", local)
+    with torch.no_grad():
+        phi_p, phi_n = model.register(x, x)
+    g, inv = model.global_stage.fields(x, x)
+    from bsr.warp import warp
+
+    assert torch.equal(seen[0], warp(x, g))                               # the U-Net's input
+    inner = (..., slice(8, -8), slice(8, -8))
+    two_steps = warp(warp(x, g), loc_p)[inner]
+    right = (warp(x, phi_p)[inner] - two_steps).abs().mean()
+    swapped = (warp(x, compose(loc_p, g))[inner] - two_steps).abs().mean()
+    assert right < 0.5 * swapped, (right, swapped)                      # up to interpolation blur
+    assert torch.allclose(phi_p, compose(g, loc_p), atol=1e-6)
+    assert torch.allclose(phi_n, compose(loc_n, inv), atol=1e-6)
+    assert (phi_p - g)[inner].abs().mean() > 1.0                          # the local stage counts
+    assert (phi_p - compose(loc_p, g))[inner].abs().max() > 0.1           # and the order does
+
+
+def test_untrained_local_stage_leaves_the_global_fields(monkeypatch):
     cfg = model_config("quick", **{"global": {"method": "ecc", "max_side": 640}})
     model = BSR(cfg).eval()
     monkeypatch.setattr(model.global_stage, "matrices", lambda ir, vis: _matrix().float())

@@ -326,9 +326,13 @@ def test_fusion_metrics_keys_and_shared_paths():
     assert u8 == pytest.approx(m, rel=1e-13)
 
 
-def test_tiny_images_skip_nothing_but_vif():
+def test_tiny_images_score_every_metric_but_vif():
+    """On a 3 x 4 image every metric but VIFF is finite (VIFF needs 41 px a side; test_errors)."""
     x = textured(3, 4, 1)
     m = fusion_metrics(x, x, x, metrics=["Qabf", "SF", "AG", "MG", "EI", "SD", "EN"])
+    assert list(m) == ["Qabf", "SF", "AG", "MG", "EI", "SD", "EN"]
+    with pytest.raises(ValueError, match="at least 41x41"):
+        fusion_metrics(x, x, x)
     assert all(math.isfinite(v) for v in m.values())
     assert m["MG"] == pytest.approx(F.mg(x), rel=1e-13) and m["EI"] == pytest.approx(F.ei(x), rel=1e-13)
 

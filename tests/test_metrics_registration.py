@@ -85,10 +85,16 @@ def test_image_agreement_values():
 
 
 def test_registration_metrics_combines_both():
-    f = field(48, 64)
-    a = smooth()
-    m = registration_metrics(f, f, a, a, margin=5)
+    """Both groups of keys, each equal to the function that computes it, with the margin passed on."""
+    f, g = field(48, 64), field(48, 64, seed=1) + 1.0
+    a, b = smooth(), smooth(seed=1)
+    m = registration_metrics(f, g, a, b, margin=5)
     assert set(m) == {"EPE_mean", "EPE_median", "EPE>1px", "EPE>3px", "RMSE", "NCC", "SSIM"}
+    assert {k: m[k] for k in endpoint_error(f, g, 5)} == endpoint_error(f, g, 5)
+    assert {k: m[k] for k in image_agreement(a, b, 5)} == image_agreement(a, b, 5)
+    assert m["EPE_mean"] > 0.5 and m["RMSE"] > 0.0 and m["NCC"] < 1.0
+    assert registration_metrics(f, g, margin=5) == endpoint_error(f, g, 5)
+    assert registration_metrics(registered=a, reference=b, margin=5) == image_agreement(a, b, 5)
 
 
 def step_image(col, h=40, w=60):

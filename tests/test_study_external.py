@@ -95,7 +95,6 @@ def test_wrong_size_is_reported(tree):
 
 
 def test_score_external(tree):
-    pytest.importorskip("bsr.metrics")
     root, data = tree
     df = score_external(root, "MethodA", "roadscene", data_root=data)
     assert list(df["name"]) == NAMES
@@ -115,7 +114,6 @@ def test_score_external(tree):
 
 
 def test_score_external_size_mismatch(tree):
-    pytest.importorskip("bsr.metrics")
     root, data = tree
     write_image(root / "MethodA" / "roadscene" / "c_03.png", _img(1, (48, 50)))
     with pytest.raises(ExternalOutputError, match="c_03.png"):

@@ -176,4 +176,4 @@ def test_slurm_profile_dry_run(project, profile):
     r = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--dry-run",
                         "--config", f"profile={profile}"], cwd=project, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "rule train" in r.stdout or "train" in r.stdout
+    assert "rule train:" in r.stdout, r.stdout[-2000:]
