@@ -14,7 +14,7 @@ COMMANDS = {
     "simulate": ("bsr.datasets.testsets", "write simulated misaligned test sets (images, fields, manifest)"),
     "datasets": ("bsr.datasets.readers", "list the datasets found under the data root and check them"),
     "train": ("bsr.training.cli", "train B-SR from a config file (phase 1, then phase 2)"),
-    "fuse": ("bsr.fuse", "register and fuse IR/visible pairs with a checkpoint"),
+    "fuse": ("bsr.fuse", "register and fuse IR/visible pairs (the shipped model, a checkpoint or a classical method)"),
     "evaluate": ("bsr.metrics.cli", "score fused images against their sources"),
 }
 

@@ -16,7 +16,10 @@ Single pair: ``-o`` is the fused image's path; the extras go beside it as
 Folders: images are paired by file stem; unpaired files are listed and
 skipped; outputs are ``OUT_DIR/<stem>.png`` and, when asked,
 ``OUT_DIR/registered/<stem>.png``, ``OUT_DIR/flow/<stem>.npz``,
-``OUT_DIR/flow_vis/<stem>.png``.
+``OUT_DIR/flow_vis/<stem>.png``. A pair's outputs are written together or
+not at all (temporary files, renamed once all are complete); an output that
+cannot be written is refused before any work. In folder mode a pair that
+fails is listed and the others go on; the exit status is then 1.
 
 Colour: the networks see the visible luminance (Y of BT.601 YCbCr); a colour
 visible image gives a colour fused image (fused Y with the visible Cb/Cr).
@@ -36,7 +39,7 @@ Python API: :func:`fuse_pair` (numpy in, numpy out), :func:`flow_to_rgb`.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import argparse
 import sys
@@ -45,8 +48,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import IMAGE_SUFFIXES, read_image, rgb_to_ycbcr, save_npz, to_uint8, write_image, ycbcr_to_rgb
+from .io import IMAGE_SUFFIXES, atomic_path, read_image, rgb_to_ycbcr, save_npz, to_uint8, write_image, ycbcr_to_rgb
 from .datasets.readers import list_images
+from .cli import error_line
 from .device import resolve_device
 from .tiles import check_tiling, fuse_tiled, strip_rows
 from .warp import warp
@@ -235,17 +239,36 @@ def _by_strips(fn, arr: np.ndarray, axis: int = 0) -> np.ndarray:
     return np.concatenate([fn(arr[(slice(None),) * axis + (slice(r0, r0 + step),)]) for r0 in range(0, h, step)])
 
 
+def _check_targets(paths) -> None:
+    """A one-line ValueError, before anything is computed or written, for an output that cannot be written."""
+    for p in paths:
+        if p.is_dir():
+            raise ValueError(f"output {p} is a folder; remove it or choose another output")
+        parent = next((q for q in p.parents if q.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise ValueError(f"output {p}: {parent} exists and is not a folder")
+
+
 def _write_outputs(res: dict, fused_path: Path, reg_path, flow_path, vis_path) -> None:
-    # 8-bit conversion by strips: the same bytes as write_image's own, without its full-size float64 copies
-    write_image(fused_path, _by_strips(to_uint8, res["fused"]))
-    if reg_path is not None:
-        write_image(reg_path, _by_strips(lambda a: to_uint8(np.clip(a, 0, 1)), res["ir_registered"]))
-    if flow_path is not None:
-        save_npz(flow_path, flow=np.asarray(res["flow"], dtype=np.float32))
-    if vis_path is not None:
-        flow = res["flow"]
-        top = float(np.max(_by_strips(lambda f: np.hypot(*f.astype(np.float64)).max(1), flow, axis=1)))
-        write_image(vis_path, _by_strips(lambda f: flow_to_rgb(f, max_magnitude=top), flow, axis=1))
+    """Every asked-for output of one pair, or none: all are written to temporary files first and
+    renamed into place together once all of them are complete."""
+    targets = [p for p in (fused_path, reg_path, flow_path, vis_path) if p is not None]
+    _check_targets(targets)
+    try:
+        with ExitStack() as stack:
+            tmp = {p: stack.enter_context(atomic_path(p)) for p in targets}
+            # 8-bit conversion by strips: the same bytes as write_image's own, without its full-size float64 copies
+            write_image(tmp[fused_path], _by_strips(to_uint8, res["fused"]))
+            if reg_path is not None:
+                write_image(tmp[reg_path], _by_strips(lambda a: to_uint8(np.clip(a, 0, 1)), res["ir_registered"]))
+            if flow_path is not None:
+                save_npz(tmp[flow_path], flow=np.asarray(res["flow"], dtype=np.float32))
+            if vis_path is not None:
+                flow = res["flow"]
+                top = float(np.max(_by_strips(lambda f: np.hypot(*f.astype(np.float64)).max(1), flow, axis=1)))
+                write_image(tmp[vis_path], _by_strips(lambda f: flow_to_rgb(f, max_magnitude=top), flow, axis=1))
+    except OSError as e:       # name the output, not a temporary file
+        raise OSError(f"could not write the outputs of {fused_path}: {e.strerror or e}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,12 +321,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"output {out} needs an image suffix ({', '.join(sorted(IMAGE_SUFFIXES))})")
         if out.exists() and out.is_dir():
             raise ValueError(f"output {out} is a folder; give a file path for a single pair")
-        res = fuse_pair(model, read_image(ir), read_image(vis), **tiling)
         stem = out.with_suffix("")
-        _write_outputs(res, out,
-                       Path(f"{stem}_ir_registered.png") if args.save_registered else None,
-                       Path(f"{stem}_flow.npz") if args.save_flow else None,
-                       Path(f"{stem}_flow.png") if args.save_flow_vis else None)
+        targets = (out, Path(f"{stem}_ir_registered.png") if args.save_registered else None,
+                   Path(f"{stem}_flow.npz") if args.save_flow else None,
+                   Path(f"{stem}_flow.png") if args.save_flow_vis else None)
+        _check_targets([p for p in targets if p is not None])
+        _write_outputs(fuse_pair(model, read_image(ir), read_image(vis), **tiling), *targets)
         print(out)
         return 0
 
@@ -321,15 +344,14 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"output {out} exists and is not a folder")
     failed = []
     for s in stems:
+        targets = (out / f"{s}.png", out / "registered" / f"{s}.png" if args.save_registered else None,
+                   out / "flow" / f"{s}.npz" if args.save_flow else None,
+                   out / "flow_vis" / f"{s}.png" if args.save_flow_vis else None)
         try:
-            res = fuse_pair(model, read_image(irs[s]), read_image(viss[s]), **tiling)
-        except ValueError as e:
-            failed.append(f"{s}: {e}")
-            continue
-        _write_outputs(res, out / f"{s}.png",
-                       out / "registered" / f"{s}.png" if args.save_registered else None,
-                       out / "flow" / f"{s}.npz" if args.save_flow else None,
-                       out / "flow_vis" / f"{s}.png" if args.save_flow_vis else None)
+            _check_targets([p for p in targets if p is not None])
+            _write_outputs(fuse_pair(model, read_image(irs[s]), read_image(viss[s]), **tiling), *targets)
+        except (ValueError, OSError) as e:      # this pair's outputs are all or nothing; go on with the rest
+            failed.append(f"{s}: {error_line(e)}")
     print(f"fused {len(stems) - len(failed)} of {len(stems)} pairs into {out}")
     if failed:
         print("bsr fuse: failed pairs:\n  " + "\n  ".join(failed), file=sys.stderr)

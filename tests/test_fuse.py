@@ -132,6 +132,41 @@ def test_cli_errors(tmp_path, checkpoint, capsys):
     assert not (tmp_path / "o.png").exists()
 
 
+def test_cli_outputs_are_all_or_nothing(tmp_path, checkpoint, capsys, monkeypatch):
+    """An output that cannot be written is refused before any work, in one line naming it; a write that
+    fails midway leaves none of the pair's outputs and names the output, not a temporary file."""
+    from bsr import fuse
+
+    rng = np.random.default_rng(5)
+    ir, vis = _write_pair(tmp_path, rng.random((H, W)), rng.random((H, W)))
+    base = ["fuse", "--checkpoint", str(checkpoint), ir, vis, "--save-flow", "--save-flow-vis"]
+    (tmp_path / "f_flow.npz").mkdir()
+    assert cli.main([*base, "-o", str(tmp_path / "f.png")]) == 1
+    err = capsys.readouterr().err
+    assert "f_flow.npz is a folder" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "f.png").exists()
+    for d in ("ir", "vi"):
+        (tmp_path / d).mkdir()
+        write_image(tmp_path / d / "a.png", rng.random((H, W)))
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "flow").write_text("a file where the flow folder goes")
+    assert cli.main([*base[:3], str(tmp_path / "ir"), str(tmp_path / "vi"), "--save-flow",
+                     "-o", str(tmp_path / "o")]) == 1
+    assert "o/flow exists and is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "a.png").exists()
+
+    def full_disk(path, **arrays):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(fuse, "save_npz", full_disk)
+    assert cli.main([*base, "-o", str(tmp_path / "g.png")]) == 1
+    err = capsys.readouterr().err
+    assert "could not write the outputs of" in err and "g.png: No space left on device" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("g", ".g"))) == []
+    assert cli.main([*base, "-o", str(tmp_path / "g.png"), "--device", "bogus"]) == 1
+    assert "unknown device 'bogus'" in capsys.readouterr().err
+
+
 def test_cli_folder_with_bad_pair_reports_it(tmp_path, checkpoint, capsys):
     rng = np.random.default_rng(4)
     for d in ("ir", "vi"):
