@@ -1,6 +1,6 @@
 """Search-free cross-modal similarity of a warped image, for training on per-sample misalignments.
 
-The paper's L_nda needs a correspondence search per image pair (about 5 s per
+The paper's L_nda needs a correspondence search per image pair (about 2 s per
 RoadScene pair), which fits a misalignment fixed per image but not a fresh
 one per sample. Here the warped image is compared with the fixed one directly
 at every step, as VoxelMorph does with NCC (Balakrishnan et al., IEEE TMI

@@ -50,7 +50,7 @@ def _nda_code_digest() -> str:
 def cached_nda_targets(ir: torch.Tensor, vis: torch.Tensor, options: dict) -> dict:
     """:func:`pair_targets`, cached on disk by the content of the two images and
     the options (SHA-256), so the many runs of a study that train on the same
-    pairs search once (about 5 s per RoadScene pair on one core). A cache file
+    pairs search once (about 2 s per RoadScene pair on one core; benchmarks/bench_nda_targets.py). A cache file
     that cannot be read is recomputed and replaced; writes are atomic."""
     cache = nda_cache_dir()
     if cache is None:
