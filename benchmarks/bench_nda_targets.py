@@ -44,16 +44,13 @@ def main() -> None:
         print(f"({e}; timing the synthetic generator's pairs instead)")
         pairs, source = load_pairs("synthetic", limit=a.pairs), "synthetic"
     mis_cfg = data.get("misalignment") or {"kind": "shift", "level": 5}
+    g = torch.Generator().manual_seed(0)
     times = []
-    for p in pairs:
-        ir = torch.from_numpy(p.ir)[None, None]
-        if mis_cfg["kind"] == "shift":
-            mis, _ = simulate.shift(ir, float(mis_cfg["level"]), 0.0)
-        else:
-            mis, _ = simulate.dilate_crop(ir, int(mis_cfg["level"]))
+    for p in pairs:     # misaligned as the training loader does (bsr.datasets.crops.MisalignedCrops)
+        mis, _ = simulate.apply(torch.from_numpy(p.ir)[None, None], mis_cfg["kind"], mis_cfg["level"], generator=g)
         vis = torch.from_numpy(p.vis)[None, None]
         t = time.perf_counter()
-        pair_targets(mis.clamp(0, 1), vis, opts)
+        pair_targets(mis, vis, opts)
         times.append(time.perf_counter() - t)
         print(f"  {p.name:>20} {p.ir.shape[1]} x {p.ir.shape[0]}: {times[-1]:.2f} s", flush=True)
     print(f"L_nda targets of one pair ({source}, {a.threads} thread(s), options {opts}): "

@@ -251,9 +251,9 @@ def _check_targets(paths) -> None:
 
 def _write_outputs(res: dict, fused_path: Path, reg_path, flow_path, vis_path) -> None:
     """Every asked-for output of one pair, or none: all are written to temporary files first and
-    renamed into place together once all of them are complete."""
+    renamed into place together once all of them are complete (the caller checks the paths first,
+    :func:`_check_targets`)."""
     targets = [p for p in (fused_path, reg_path, flow_path, vis_path) if p is not None]
-    _check_targets(targets)
     try:
         with ExitStack() as stack:
             tmp = {p: stack.enter_context(atomic_path(p)) for p in targets}

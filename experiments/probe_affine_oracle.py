@@ -41,7 +41,7 @@ from bsr.global_stage import affine_field, fit_affine
 from bsr.metrics.registration import endpoint_error
 from bsr.training.pretrain import _split, resolve
 from bsr.warp import compose
-from probe_global_stage import FEATURES, MARGIN, _inv, validation_pairs   # (same folder)
+from probe_global_stage import FEATURES, MARGIN, _inv   # (same folder)
 
 
 def oracle_epe(gt: torch.Tensor, margin: int = MARGIN) -> float:
@@ -90,8 +90,8 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.time()
-    train, _ = _split(resolve({"data": {"name": "roadscene", "split": "train", "val_count": 16}}))
-    for label, pairs in (("validation", validation_pairs(16)), ("test split", load_pairs("roadscene", split="test"))):
+    train, val = _split(resolve({"data": {"name": "roadscene", "split": "train", "val_count": 16}}))
+    for label, pairs in (("validation", val), ("test split", load_pairs("roadscene", split="test"))):
         e = [oracle_epe(it["gt"]) for it in make_set(pairs, "affine_elastic", 0)]
         print(f"oracle affine EPE, {label} ({len(e)} pairs): mean {np.mean(e):.2f}, "
               f"median {np.median(e):.2f}, max {np.max(e):.2f}")
