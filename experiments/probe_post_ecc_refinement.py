@@ -14,7 +14,7 @@ Pairs: the 16 validation pairs held out of RoadScene's train split
 split; sets: ``bsr.datasets.benchsets`` (the benchmark's misalignments).
 
     BSR_DATA=../shared/datasets OMP_NUM_THREADS=1 .venv/bin/python experiments/probe_post_ecc_refinement.py \\
-        [--pairs 8] [--sets shift5_right,dilate10,affine_elastic] [--grid 16] [--smooth 0.5,2] [--steps 80]
+        [--pairs 8] [--sets shift5_right,dilate10,affine_elastic] [--grid 16] [--smooth 0.5,2] [--steps 80] [--scales 1,2,4]
 """
 from __future__ import annotations
 
@@ -75,13 +75,19 @@ def main() -> None:
     ap.add_argument("--smooth", default="0.5,2", help="diffusion weights to try, comma-separated")
     ap.add_argument("--steps", type=int, default=80)
     ap.add_argument("--lr", type=float, default=0.2)
+    ap.add_argument("--scales", default="1,2,4", help="MIND scales (average-pool factors), comma-separated")
     a = ap.parse_args()
     torch.set_num_threads(1)
     _, val = _split(resolve({"data": {"name": "roadscene", "split": "train", "val_count": 16}}))
     val = val[: a.pairs]
     smooths = [float(s) for s in a.smooth.split(",")]
+    scales = tuple(int(k) for k in a.scales.split(","))
+
+    def similarity(warped, vis, mask):
+        return mind_loss(warped, vis, mask, scales=scales)
     gs = GlobalStage("ecc", 640)
-    print(f"{len(val)} validation pairs (train split), grid {a.grid} px, {a.steps} Adam steps at lr {a.lr}")
+    print(f"{len(val)} validation pairs (train split), grid {a.grid} px, {a.steps} Adam steps at lr {a.lr}, "
+          f"MIND scales {scales}")
     print(f"{'set':>15} {'identity':>8} {'ECC':>6} " + " ".join(f"{'+r s=' + str(s):>9}" for s in smooths)
           + "  (mean EPE px; loss drop %; s/pair)")
     for name in a.sets.split(","):
@@ -94,7 +100,7 @@ def main() -> None:
             mis_g = warp(it["mis"], phi_g)
             for s in smooths:
                 t = time.perf_counter()
-                r, l0, l1 = refine(mis_g, it["vis"], a.grid, s, a.steps, a.lr)
+                r, l0, l1 = refine(mis_g, it["vis"], a.grid, s, a.steps, a.lr, similarity)
                 secs.append(time.perf_counter() - t)
                 ref[s].append(epe(compose(phi_g, r), it["gt"]))
                 drops[s].append(100 * (l0 - l1) / max(l0, 1e-9))
