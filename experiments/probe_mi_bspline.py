@@ -114,16 +114,19 @@ def main() -> None:
         pairs = [dataclasses.replace(p, ir=(1.0 - gaussian_filter(p.vis, 1.5)).astype(np.float32)) for p in pairs]
     stage = GlobalStage()
     t0 = time.time()
-    if a.rel:
-        def fields_of(mis, vis):
-            phi_g, _ = stage.fields(mis.float(), vis.float())
-            r = bspline_mi(vis[0, 0].numpy(), warp(mis.float(), phi_g)[0, 0].numpy(), a.spacing, a.bins,
-                           a.iters, a.sample, a.edges, a.seed)
-            return {"ECC": phi_g, "ECC + MI": phi_g if r is None else compose(phi_g, r)}
 
+    def fields_of(mis, vis):
+        """(global field, B-spline residual composed after it, whether ITK failed: then the global field)."""
+        mis, vis = mis.float(), vis.float()
+        phi_g, _ = stage.fields(mis, vis)
+        r = bspline_mi(vis[0, 0].numpy(), warp(mis, phi_g)[0, 0].numpy(), a.spacing, a.bins, a.iters,
+                       a.sample, a.edges, a.seed)
+        return phi_g, (phi_g if r is None else compose(phi_g, r)), r is None
+
+    if a.rel:
         print(f"{len(pairs)} validation pairs; spacing {a.spacing}, edges {a.edges}, seed {a.seed}; "
               "mean EPE / rel (px)")
-        print_scores(pairs, a.sets.split(","), fields_of)
+        print_scores(pairs, a.sets.split(","), lambda mis, vis: dict(zip(("ECC", "ECC + MI"), fields_of(mis, vis))))
         print(f"{time.time() - t0:.0f} s")
         return
     print(f"{len(pairs)} validation pairs{' (control: IR = blurred, reversed visible)' if a.control else ''}; "
@@ -140,14 +143,9 @@ def main() -> None:
             mis = it["mis"].float()
             vis = torch.from_numpy(p.vis)[None, None].float()
             gt = it["gt"] if it["gt"] is not None else torch.zeros(1, 2, *mis.shape[-2:])
-            phi_g, _ = stage.fields(mis, vis)
-            r = bspline_mi(vis[0, 0].numpy(), warp(mis, phi_g)[0, 0].numpy(), a.spacing, a.bins, a.iters,
-                           a.sample, a.edges, a.seed)
-            if r is None:
-                failed += 1
-                r = torch.zeros_like(phi_g)
-            row = [endpoint_error(phi_g, gt, MARGIN)["EPE_mean"],
-                   endpoint_error(compose(phi_g, r), gt, MARGIN)["EPE_mean"]]
+            phi_g, phi_mi, fail = fields_of(mis, vis)
+            failed += fail
+            row = [endpoint_error(phi_g, gt, MARGIN)["EPE_mean"], endpoint_error(phi_mi, gt, MARGIN)["EPE_mean"]]
             if a.mind:
                 rm = refine(warp(mis, phi_g), vis, a.mind_grid, a.mind_smooth, a.mind_steps, a.mind_lr)[0]
                 row.append(endpoint_error(compose(phi_g, rm), gt, MARGIN)["EPE_mean"])

@@ -14,11 +14,13 @@ Pairs: the 16 validation pairs held out of RoadScene's train split
 split; sets: ``bsr.datasets.benchsets`` (the benchmark's misalignments).
 
     BSR_DATA=../shared/datasets OMP_NUM_THREADS=1 .venv/bin/python experiments/probe_post_ecc_refinement.py \\
-        [--pairs 8] [--sets shift5_right,dilate10,affine_elastic] [--grid 16] [--smooth 0.5,2] [--steps 80] [--scales 1,2,4]
+        [--pairs 8] [--sets shift5_right,dilate10,affine_elastic] [--grid 16] [--smooth 0.5,2] [--steps 80] \\
+        [--scales 1,2,4]
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import numpy as np
@@ -39,12 +41,8 @@ def epe(phi: torch.Tensor, gt: torch.Tensor) -> float:
     return endpoint_error(phi, gt, MARGIN)["EPE_mean"]
 
 
-def mind_similarity(warped: torch.Tensor, vis: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return mind_loss(warped, vis, mask, scales=(1, 2, 4))
-
-
 def refine(mis_g: torch.Tensor, vis: torch.Tensor, grid: int, smooth: float, steps: int, lr: float,
-           similarity=mind_similarity) -> tuple[torch.Tensor, float, float]:
+           similarity=mind_loss) -> tuple[torch.Tensor, float, float]:
     """A smooth field ``r`` (a grid every ``grid`` px, bilinearly upsampled) with ``warp(mis_g, r)`` on
     ``vis`` under ``similarity(warped, vis, mask)``; returns r and the loss before and after."""
     h, w = mis_g.shape[-2:]
@@ -82,9 +80,7 @@ def main() -> None:
     val = val[: a.pairs]
     smooths = [float(s) for s in a.smooth.split(",")]
     scales = tuple(int(k) for k in a.scales.split(","))
-
-    def similarity(warped, vis, mask):
-        return mind_loss(warped, vis, mask, scales=scales)
+    similarity = functools.partial(mind_loss, scales=scales)
     gs = GlobalStage("ecc", 640)
     print(f"{len(val)} validation pairs (train split), grid {a.grid} px, {a.steps} Adam steps at lr {a.lr}, "
           f"MIND scales {scales}")
