@@ -485,8 +485,11 @@ def load_model(args):
         sha_fn = getattr(pretrained, "sha256", None)
         info = {"model": what, "path": str(path.resolve()), "sha256": sha_fn(path) if sha_fn else None}
     model.eval()
+    if args.refine:
+        model.set_refine(True)
     cfg = getattr(model, "config", {}) or {}
     info.update({"size": cfg.get("size"), "global_stage": cfg.get("global") is not None,
+                 "refine": cfg.get("refine"),
                  "parameters": model.parameter_counts()})
     return model, info
 
@@ -512,6 +515,8 @@ def parse_args(argv=None):
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="a B-SR checkpoint (bsr.checkpoint.load_checkpoint) instead of the shipped one")
     src.add_argument("--untrained", action="store_true", help="a random bsr.model.BSR() (to try the script)")
+    ap.add_argument("--refine", action="store_true",
+                    help="switch on the model's per-pair MIND refinement (bsr.refine; model option refine)")
     ap.add_argument("--pairs", type=int, default=None,
                     help="first N pairs of every dataset (RoadScene test split, TNO, M3FD); default all")
     ap.add_argument("--sets", type=lambda s: _csv_list(s, benchsets.SETS, "set"), default=list(benchsets.SETS),
@@ -592,7 +597,7 @@ def main(argv=None) -> dict:
             f"- model: {info['model']}", f"- file: {info['path'] or '(none)'}",
             f"- sha256: {info['sha256'] or 'n/a'}",
             f"- config: size {info['size']}, global stage {'on' if info['global_stage'] else 'off'}, "
-            f"parameters {info['parameters']}",
+            f"refinement {info['refine'] or 'off'}, parameters {info['parameters']}",
             f"- git commit: {info['git_commit']}",
             f"- data: {'synthetic (smoke test)' if args.synthetic else os.environ.get('BSR_DATA', '(BSR_DATA unset)')}"
             f", pairs per dataset: {args.pairs or 'all'}, margin {MARGIN} px"]

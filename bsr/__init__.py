@@ -10,8 +10,9 @@ plotting and workflow helpers import matplotlib and friends lazily.
 __version__ = "0.1.0"
 
 
-def load_pretrained(name=None, map_location="cpu"):
-    """The shipped model (default: the RoadScene-trained one) in eval mode; see :mod:`bsr.pretrained`."""
+def load_pretrained(name=None, map_location="cpu", refine=None):
+    """The shipped model (default: the RoadScene-trained one) in eval mode; ``refine=True`` switches on
+    the per-pair MIND refinement (:mod:`bsr.refine`); see :mod:`bsr.pretrained`."""
     from .pretrained import load_pretrained as _load
 
-    return _load(name, map_location=map_location)
+    return _load(name, map_location=map_location, refine=refine)

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from .global_stage import GlobalStage
+from .refine import Refiner
 from .networks import AutoEncoder, RegUNet, count_parameters
 from .warp import compose, warp
 
@@ -38,6 +39,7 @@ SIZES: dict[str, dict] = {
                  "convs_per_block": 1, "flow_scale": 4.0, "init_std": 1e-5, "corr": None},
         "global": None,
         "local": True,
+        "refine": None,     # per-pair MIND refinement after the fields (bsr.refine): None, true or its settings
         # no Restormer blocks in the shared encoder / decoder (the global and local branches stay):
         # 3x cheaper per pass on a CPU (0.05 vs 0.14 s fwd+bwd, batch 8 x 64^2), the AE is the costly
         # part of a quick step (4 passes); docs/method.md#fusion-network
@@ -52,6 +54,7 @@ SIZES: dict[str, dict] = {
                  "convs_per_block": 2, "flow_scale": 4.0, "init_std": 1e-5, "corr": None},
         "global": None,
         "local": True,
+        "refine": None,
         "ae": {"dim": 8, "heads": 2, "enc_blocks": 0, "global_blocks": 1, "local_blocks": 1,
                "dec_blocks": 0, "ffn_expansion": 2.0},
         "fusion_rule": "sum",
@@ -62,6 +65,7 @@ SIZES: dict[str, dict] = {
                  "corr": None},
         "global": None,
         "local": True,
+        "refine": None,
         "ae": {"dim": 64, "heads": 8, "enc_blocks": 4, "global_blocks": 1, "local_blocks": 3,
                "dec_blocks": 4, "ffn_expansion": 2.0},
         "fusion_rule": "sum",
@@ -115,10 +119,17 @@ class BSR(nn.Module):
         if not isinstance(config.get("local", True), bool):
             raise ValueError(f"model option 'local' must be true or false; got {config.get('local')!r}")
         self.use_local = config.get("local", True)
+        self.refiner = Refiner.from_config(config.get("refine"))
         self._amp: tuple[bool, torch.dtype] = (False, torch.bfloat16)
         self.set_channels_last(True)
 
     # ------------------------------------------------------------------ helpers
+    def set_refine(self, refine) -> None:
+        """Switch the per-pair MIND refinement (:mod:`bsr.refine`) on (``True`` or a dict of
+        :class:`bsr.refine.Refiner` settings) or off (``False``/``None``); kept in ``config``."""
+        self.refiner = Refiner.from_config(refine)
+        self.config["refine"] = None if self.refiner is None else self.refiner.to_config()
+
     def set_amp(self, enabled: bool, dtype: torch.dtype = torch.bfloat16) -> None:
         """Run the networks under autocast (CUDA); losses and warps stay float32."""
         self._amp = (bool(enabled), dtype)
@@ -166,13 +177,19 @@ class BSR(nn.Module):
         With a global stage (model config ``global``, e.g. the released model),
         the U-Net refines the IR after the stage's affine map: ``phi_p`` is the
         composition, and ``phi_n`` the U-Net's ``phi_n`` followed by the inverse
-        of the affine map. The global stage has no gradient.
+        of the affine map. The global stage has no gradient. With the model
+        option ``refine`` (:mod:`bsr.refine`), a residual fitted to the pair by
+        MIND follows both (no gradient either).
         """
         if self.global_stage is None:
-            return self.register_local(ir, vis)
-        phi_g, inv_g = self.global_stage.fields(ir, vis)
-        loc_p, loc_n = self.register_local(warp(ir, phi_g), vis)
-        return compose(phi_g, loc_p), compose(loc_n, inv_g)
+            phi_p, phi_n = self.register_local(ir, vis)
+        else:
+            phi_g, inv_g = self.global_stage.fields(ir, vis)
+            loc_p, loc_n = self.register_local(warp(ir, phi_g), vis)
+            phi_p, phi_n = compose(phi_g, loc_p), compose(loc_n, inv_g)
+        if self.refiner is not None:
+            phi_p, phi_n = self.refiner(ir, vis, phi_p, phi_n)
+        return phi_p, phi_n
 
     def register_local(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The U-Net's fields alone (no global stage). With the model option

@@ -54,13 +54,19 @@ def weights_path(name: str | None = None) -> Path:
     return path
 
 
-def load_pretrained(name: str | None = None, map_location="cpu") -> BSR:
+def load_pretrained(name: str | None = None, map_location="cpu", refine=None) -> BSR:
     """The shipped model ``name`` (default :data:`DEFAULT`) as a :class:`bsr.model.BSR` in eval mode.
 
     ``model.register(ir, vis)`` returns ``(phi_p, phi_n)``; ``model.fuse(ir, vis)``
     returns ``(fused, ir_registered, phi_p)``; :func:`bsr.fuse.fuse_pair` takes it.
+    ``refine`` (``True`` or a dict of :class:`bsr.refine.Refiner` settings) switches on the
+    per-pair MIND refinement (about 16 s per 640 x 480 pair on one thread; docs/model_card.md);
+    ``None`` keeps the shipped setting.
     """
-    return load_checkpoint(verified_path(name), map_location=map_location)
+    model = load_checkpoint(verified_path(name), map_location=map_location)
+    if refine is not None:
+        model.set_refine(refine)
+    return model
 
 
 def verified_path(name: str | None = None) -> Path:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from .networks.correlation import mind_descriptor
 from .warp import compose, identity_grid
 
-__all__ = ["inside_mask", "mind_loss", "diffusion", "inverse_consistency"]
+__all__ = ["inside_mask", "mind_descriptors", "mind_loss", "diffusion", "inverse_consistency"]
 
 
 def inside_mask(flow: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
@@ -41,20 +41,35 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / (mask.sum() * x.shape[1]).clamp_min(1.0)
 
 
+def _pool(x: torch.Tensor, s: int) -> torch.Tensor:
+    return x if s == 1 else F.avg_pool2d(x, s)
+
+
+def mind_descriptors(x: torch.Tensor, scales=(1, 2, 4), sigma: float = 1.5, dist: int = 2) -> list[torch.Tensor]:
+    """MIND of ``x`` at each of ``scales`` (average-pool factors): the fixed image's side of
+    :func:`mind_loss`, computed once where the fixed image does not change (``fixed_descriptors``)."""
+    return [mind_descriptor(_pool(x, s), sigma=sigma, dist=dist) for s in scales]
+
+
 def mind_loss(warped: torch.Tensor, fixed: torch.Tensor, mask: torch.Tensor | None = None,
-              scales=(1, 2, 4), sigma: float = 1.5, dist: int = 2) -> torch.Tensor:
-    """Mean absolute MIND difference, summed over ``scales`` (average-pool factors)."""
+              scales=(1, 2, 4), sigma: float = 1.5, dist: int = 2,
+              fixed_descriptors: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """Mean absolute MIND difference, summed over ``scales`` (average-pool factors).
+
+    ``fixed_descriptors``: :func:`mind_descriptors` of ``fixed`` with the same settings, if at hand.
+    """
     if warped.shape != fixed.shape or warped.ndim != 4:
         raise ValueError(f"warped {tuple(warped.shape)} and fixed {tuple(fixed.shape)} must be equal 4-D shapes")
+    if fixed_descriptors is None:
+        fixed_descriptors = mind_descriptors(fixed, scales, sigma, dist)
+    elif len(fixed_descriptors) != len(scales):
+        raise ValueError(f"{len(fixed_descriptors)} fixed descriptors for {len(scales)} scales")
     if mask is None:
         mask = torch.ones_like(warped[:, :1])
     total = warped.new_zeros(())
-    for s in scales:
-        a, b, m = (warped, fixed, mask) if s == 1 else (F.avg_pool2d(warped, s), F.avg_pool2d(fixed, s),
-                                                        F.avg_pool2d(mask, s))
-        m = (m > 0.999).to(a.dtype)
-        da = mind_descriptor(a, sigma=sigma, dist=dist)
-        db = mind_descriptor(b, sigma=sigma, dist=dist)
+    for s, db in zip(scales, fixed_descriptors):
+        m = (_pool(mask, s) > 0.999).to(warped.dtype)
+        da = mind_descriptor(_pool(warped, s), sigma=sigma, dist=dist)
         total = total + _masked_mean((da - db).abs(), m)
     return total
 

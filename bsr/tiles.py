@@ -104,7 +104,8 @@ def fuse_tiled(model, ir: torch.Tensor, vis: torch.Tensor, tile: int, overlap: i
 
     Global stage (if any) on the whole image; U-Net local fields per tile on the
     globally warped IR, blended; the full field ``compose(phi_g, local)``; the IR
-    warped once by it; the fusion per tile on the registered IR, blended.
+    warped once by it; the fusion per tile on the registered IR, blended. The
+    per-pair refinement (model option ``refine``), if on, runs on the whole image.
     """
     h, w = ir.shape[-2:]
     dev = ir.device
@@ -136,6 +137,8 @@ def fuse_tiled(model, ir: torch.Tensor, vis: torch.Tensor, tile: int, overlap: i
             rows += sample_rows(phi_g, rows, r0)
         del phi_g
 
+    if model.refiner is not None:                                  # the per-pair refinement, whole image
+        flow, _ = model.refiner(ir, vis, flow)
     ir_reg = warp_strips(ir, flow)
     fused = torch.zeros(1, 1, h, w, dtype=torch.float32, device=dev)
     for y0, x0, wa, wb in tiles:

@@ -454,3 +454,27 @@ def test_strip_conversions_match_whole_image(tmp_path, monkeypatch):
     fuse._write_outputs({"fused": img, "ir_registered": ir, "flow": zero}, tmp_path / "f.png", None, None,
                         tmp_path / "v0.png")
     assert (read_image(tmp_path / "v0.png") == 1).all()
+
+
+def test_cli_refine(tmp_path, capsys):
+    """``--refine`` fits the field to the pair: a model whose own field is zero then finds the (3, 2) px shift."""
+    model = BSR(model_config("quick", local=False))
+    ck = save_checkpoint(tmp_path / "zero.pt", model, TrainConfig(), step=0, phase=1)
+    rng = np.random.default_rng(15)
+    ir, vis = _textured(rng, 64, 80)
+    _write_pair(tmp_path, ir, vis)
+    flows = []
+    for extra in ([], ["--refine"]):
+        out = tmp_path / f"f{len(flows)}.png"
+        assert cli.main(["fuse", "--checkpoint", str(ck), str(tmp_path / "ir.png"), str(tmp_path / "vis.png"),
+                         "-o", str(out), "--save-flow", *extra]) == 0
+        with np.load(tmp_path / f"{out.stem}_flow.npz") as z:
+            flows.append(z["flow"])
+    assert np.abs(flows[0]).max() == 0.0
+    inner = np.median(flows[1][:, 8:-8, 8:-8], axis=(1, 2))
+    assert np.abs(inner - [3.0, 2.0]).max() < 0.5, inner
+    rc = cli.main(["fuse", "--method", "ECC + GFF", "--refine", str(tmp_path / "ir.png"), str(tmp_path / "vis.png"),
+                   "-o", str(tmp_path / "m.png")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "--refine" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.png").exists()

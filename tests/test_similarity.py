@@ -1,9 +1,10 @@
 """Search-free similarity terms of real-data training (bsr.similarity)."""
 
+import pytest
 import torch
 
 from bsr.datasets import simulate
-from bsr.similarity import diffusion, inside_mask, inverse_consistency, mind_loss
+from bsr.similarity import diffusion, inside_mask, inverse_consistency, mind_descriptors, mind_loss
 from bsr.warp import warp
 
 
@@ -48,3 +49,16 @@ def test_inverse_consistency_zero_for_inverse_pair():
     a[:, 0] = 2.0
     assert inverse_consistency(a, -a) < 1e-6
     assert inverse_consistency(a, a) > 3.5
+
+
+def test_mind_loss_with_precomputed_fixed_descriptors_is_the_same():
+    ir, vis = _pair(3)
+    mis, gt = simulate.shift(ir, 1.0, 2.0)
+    mask = inside_mask(gt, 2)
+    for scales in ((1, 2, 4), (2,)):
+        a = mind_loss(warp(mis, gt * 0.7), vis, mask, scales=scales)
+        b = mind_loss(warp(mis, gt * 0.7), vis, mask, scales=scales,
+                      fixed_descriptors=mind_descriptors(vis, scales))
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="fixed descriptors"):
+        mind_loss(mis, vis, scales=(1, 2), fixed_descriptors=mind_descriptors(vis, (1,)))

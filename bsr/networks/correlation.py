@@ -105,11 +105,12 @@ def mind_descriptor(x: torch.Tensor, sigma: float = 1.5, dist: int = 2) -> torch
     is shared by the two modalities where their structures are, whatever the
     intensities or the contrast polarity.
     """
-    n = 2 * dist + 1
-    copies = _shifted_copies(x, dist)[:, :, 0]                          # (B, n*n, H, W)
-    # offsets (+dist, 0), (-dist, 0), (0, +dist), (0, -dist)
-    idx = [dist * n + 2 * dist, dist * n, 2 * dist * n + dist, dist]
-    d = _blur((x - copies[:, idx]) ** 2, sigma)
+    h, w = x.shape[-2:]
+    pad = F.pad(x, (dist, dist, dist, dist), mode="replicate")
+    # x(p + r_i), replicate border, r_i = (dx, dy): (+dist, 0), (-dist, 0), (0, +dist), (0, -dist)
+    copies = torch.cat([pad[..., dist + dy:dist + dy + h, dist + dx:dist + dx + w]
+                        for dx, dy in ((dist, 0), (-dist, 0), (0, dist), (0, -dist))], 1)   # (B, 4, H, W)
+    d = _blur((x - copies) ** 2, sigma)
     v = d.mean(1, keepdim=True).clamp_min(1e-6)
     m = torch.exp(-d / v)
     return m / m.amax(1, keepdim=True)

@@ -1,0 +1,123 @@
+"""Per-pair refinement of a registration field by MIND: the optional last stage of :class:`bsr.model.BSR`.
+
+After the global stage (and the U-Net, where it is on), a smooth residual
+field ``r`` is fitted to the one pair being registered (instance
+optimisation): a grid of displacements every ``grid`` px, bilinearly
+upsampled, minimising
+
+    mind_loss(warp(ir, compose(phi, r)), vis, mask) + smooth * diffusion(grid)
+
+by Adam (:func:`bsr.similarity.mind_loss`, MIND at scales 1, 2, 4). The field
+is ``compose(phi, r)``.
+
+``mask`` keeps the pixels whose whole field samples inside the IR. The IR
+warped by ``phi`` alone is filled, where ``phi`` samples outside it, by
+repeating its border (a band about d/2 px wide on a dilate-crop of d px, and
+up to the translation on an affine map); compared there with the visible
+image, that band pulls ``r`` and, through the smoothness, the field inside:
+on the released recipe's 16 validation pairs a mask on ``r`` alone raised the
+dilate-crop 30 / 50 EPE from 1.97 / 2.14 to 2.18 / 2.67 px, the mask on the
+whole field takes them to 1.94 / 2.13 (experiments/NOTES.md, section 11).
+
+No library in the stack fits a dense field to one pair under a MIND loss
+(SimpleITK's B-spline registration offers mutual information, which section
+10 of the notes finds worse than no refinement on these pairs), so it is
+written here on the package's own warp and similarity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from .similarity import diffusion, inside_mask, mind_descriptors, mind_loss
+from .warp import compose, invert_flow, warp
+
+__all__ = ["Refiner"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Refiner:
+    """Settings of the refinement (model option ``refine``); call it as ``refiner(ir, vis, phi)``.
+
+    Defaults: grid 16 px, diffusion weight 0.1, 60 Adam steps at lr 0.5 (px per step), margin 2 px,
+    MIND scales 1, 2, 4: the setting measured in experiments/NOTES.md, section 11.
+    """
+
+    grid: int = 16
+    smooth: float = 0.1
+    steps: int = 60
+    lr: float = 0.5
+    margin: float = 2.0
+    scales: tuple[int, ...] = (1, 2, 4)
+
+    def __post_init__(self):
+        for name in ("grid", "steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"refine option {name!r} must be a positive whole number; got {v!r}")
+        if self.grid < 2:
+            raise ValueError(f"refine option 'grid' must be at least 2 px; got {self.grid}")
+        for name in ("smooth", "lr", "margin"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (name == "lr" and v == 0):
+                raise ValueError(f"refine option {name!r} must be a number {'> 0' if name == 'lr' else '>= 0'}; "
+                                 f"got {v!r}")
+        scales = tuple(self.scales)
+        if not scales or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in scales):
+            raise ValueError(f"refine option 'scales' must be positive whole numbers; got {self.scales!r}")
+        object.__setattr__(self, "scales", scales)
+
+    @classmethod
+    def from_config(cls, cfg) -> "Refiner | None":
+        """``None``/``False`` -> no refinement; ``True`` -> the defaults; a dict -> those settings."""
+        if cfg is None or cfg is False:
+            return None
+        if cfg is True:
+            return cls()
+        if not isinstance(cfg, dict):
+            raise ValueError(f"model option 'refine' must be true, false, null or a mapping; got {cfg!r}")
+        unknown = set(cfg) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown refine option(s) {', '.join(sorted(unknown))}; expected "
+                             f"{', '.join(f.name for f in dataclasses.fields(cls))}")
+        return cls(**cfg)
+
+    def to_config(self) -> dict:
+        return {**dataclasses.asdict(self), "scales": list(self.scales)}
+
+    def residual(self, ir: torch.Tensor, vis: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        """The residual ``r`` (B, 2, H, W), px, with ``warp(ir, compose(phi, r))`` on ``vis``; one fit per item."""
+        if ir.ndim != 4 or ir.shape != vis.shape or phi.shape != (ir.shape[0], 2, *ir.shape[-2:]):
+            raise ValueError(f"expected ir, vis (B, 1, H, W) and phi (B, 2, H, W); got {tuple(ir.shape)}, "
+                             f"{tuple(vis.shape)}, {tuple(phi.shape)}")
+        # the fit needs autograd also when the caller runs under no_grad or inference_mode
+        with torch.inference_mode(False), torch.enable_grad():
+            ir, vis, phi = (x.detach().clone().float() for x in (ir, vis, phi))
+            return torch.cat([self._fit(ir[i:i + 1], vis[i:i + 1], phi[i:i + 1]) for i in range(ir.shape[0])])
+
+    def _fit(self, ir, vis, phi) -> torch.Tensor:
+        h, w = ir.shape[-2:]
+        g = torch.zeros(1, 2, max(h // self.grid, 2), max(w // self.grid, 2), device=ir.device,
+                        requires_grad=True)
+        opt = torch.optim.Adam([g], lr=self.lr)
+        fixed = mind_descriptors(vis, self.scales)
+        for _ in range(self.steps):
+            opt.zero_grad()
+            r = F.interpolate(g, size=(h, w), mode="bilinear", align_corners=True)
+            full = compose(phi, r)
+            loss = (mind_loss(warp(ir, full), vis, inside_mask(full.detach(), self.margin), scales=self.scales,
+                              fixed_descriptors=fixed) + self.smooth * diffusion(g))
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            return F.interpolate(g, size=(h, w), mode="bilinear", align_corners=True)
+
+    def __call__(self, ir: torch.Tensor, vis: torch.Tensor, phi_p: torch.Tensor,
+                 phi_n: torch.Tensor | None = None):
+        """``(compose(phi_p, r), compose(r^-1, phi_n))``; the second is None when ``phi_n`` is."""
+        r = self.residual(ir, vis, phi_p)
+        out_p = compose(phi_p.float(), r)
+        return out_p, (None if phi_n is None else compose(invert_flow(r), phi_n.float()))
