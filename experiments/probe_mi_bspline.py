@@ -30,7 +30,8 @@ split); sets from ``bsr.datasets.benchsets``; ``none`` is the unmisaligned pair
 
     BSR_DATA=../shared/datasets OMP_NUM_THREADS=1 .venv/bin/python experiments/probe_mi_bspline.py \\
         [--pairs 8] [--sets none,shift5_right,dilate10,affine_elastic] [--spacing 128] [--iters 20] \\
-        [--edges] [--control] [--rel] [--seed 1] [--mind [--mind-grid 16] [--mind-smooth 0.5] [--mind-steps 80]]
+        [--edges] [--control] [--rel] [--seed 1] [--mask whole|residual] \\
+        [--mind [--mind-grid 16] [--mind-smooth 0.5] [--mind-steps 80]]
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ from scipy.ndimage import gaussian_filter
 from bsr.datasets.benchsets import make_set
 from bsr.global_stage import GlobalStage
 from bsr.metrics.registration import endpoint_error
+from bsr.similarity import inside_mask
 from bsr.warp import compose, warp
 from probe_global_stage import MARGIN, print_scores, validation_pairs   # (same folder)
 from probe_post_ecc_refinement import refine              # (same folder)
@@ -53,8 +55,11 @@ SEED = 1   # ITK's metric sampling; SimpleITK reads a seed of 0 as "seed from th
 
 
 def bspline_mi(fixed: np.ndarray, moving: np.ndarray, spacing: int, bins: int, iters: int,
-               sample: float, edges: bool = False, seed: int = SEED) -> torch.Tensor | None:
+               sample: float, edges: bool = False, seed: int = SEED,
+               fixed_mask: np.ndarray | None = None) -> torch.Tensor | None:
     """(1, 2, H, W) field r with ``moving(p + r(p))`` on ``fixed`` (ITK B-spline, Mattes MI, L-BFGS-B).
+
+    ``fixed_mask`` (H, W, nonzero = use) restricts the metric's samples to those pixels of ``fixed``.
 
     None where ITK stops with an error (the caller keeps the global field and counts it).
     """
@@ -72,6 +77,8 @@ def bspline_mi(fixed: np.ndarray, moving: np.ndarray, spacing: int, bins: int, i
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     reg.SetMetricSamplingPercentage(sample, seed=seed)   # 0 would be the wall clock
     reg.SetInterpolator(sitk.sitkLinear)
+    if fixed_mask is not None:
+        reg.SetMetricFixedMask(sitk.GetImageFromArray(fixed_mask.astype(np.uint8)))
     reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=iters,
                              maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=4 * iters)
     reg.SetShrinkFactorsPerLevel([2, 1])
@@ -105,6 +112,9 @@ def main() -> None:
     ap.add_argument("--mind-smooth", type=float, default=0.5)
     ap.add_argument("--mind-steps", type=int, default=80)
     ap.add_argument("--mind-lr", type=float, default=0.2)
+    ap.add_argument("--mask", choices=("whole", "residual"), default="whole",
+                    help="sample where the global field lands inside the IR (default), or everywhere, "
+                         "the band that the global warp fills by repeating the IR's border included")
     a = ap.parse_args()
     torch.set_num_threads(1)
     import SimpleITK as sitk
@@ -119,8 +129,9 @@ def main() -> None:
         """(global field, B-spline residual composed after it, whether ITK failed: then the global field)."""
         mis, vis = mis.float(), vis.float()
         phi_g, _ = stage.fields(mis, vis)
+        mask = inside_mask(phi_g, 2)[0, 0].numpy() if a.mask == "whole" else None
         r = bspline_mi(vis[0, 0].numpy(), warp(mis, phi_g)[0, 0].numpy(), a.spacing, a.bins, a.iters,
-                       a.sample, a.edges, a.seed)
+                       a.sample, a.edges, a.seed, mask)
         return phi_g, (phi_g if r is None else compose(phi_g, r)), r is None
 
     if a.rel:
@@ -130,7 +141,8 @@ def main() -> None:
         print(f"{time.time() - t0:.0f} s")
         return
     print(f"{len(pairs)} validation pairs{' (control: IR = blurred, reversed visible)' if a.control else ''}; "
-          f"spacing {a.spacing}, bins {a.bins}, iters {a.iters}, sample {a.sample}, edges {a.edges}, seed {a.seed}")
+          f"spacing {a.spacing}, bins {a.bins}, iters {a.iters}, sample {a.sample}, edges {a.edges}, seed {a.seed}, "
+          f"mask: {a.mask} field")
     print(f"{'set':>16} {'ECC':>6} {'+ MI':>6} {'diff':>6}" + (f" {'+ MIND':>6}" if a.mind else "")
           + "  per pair, MI - ECC")
     for name in a.sets.split(","):
@@ -147,7 +159,8 @@ def main() -> None:
             failed += fail
             row = [endpoint_error(phi_g, gt, MARGIN)["EPE_mean"], endpoint_error(phi_mi, gt, MARGIN)["EPE_mean"]]
             if a.mind:
-                rm = refine(warp(mis, phi_g), vis, a.mind_grid, a.mind_smooth, a.mind_steps, a.mind_lr)[0]
+                rm = refine(warp(mis, phi_g), vis, a.mind_grid, a.mind_smooth, a.mind_steps, a.mind_lr,
+                            phi_g=phi_g if a.mask == "whole" else None)[0]
                 row.append(endpoint_error(compose(phi_g, rm), gt, MARGIN)["EPE_mean"])
             rows.append(row)
         r = np.array(rows)

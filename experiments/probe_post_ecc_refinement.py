@@ -15,7 +15,7 @@ split; sets: ``bsr.datasets.benchsets`` (the benchmark's misalignments).
 
     BSR_DATA=../shared/datasets OMP_NUM_THREADS=1 .venv/bin/python experiments/probe_post_ecc_refinement.py \\
         [--pairs 8] [--sets shift5_right,dilate10,affine_elastic] [--grid 16] [--smooth 0.5,2] [--steps 80] \\
-        [--scales 1,2,4]
+        [--scales 1,2,4] [--mask whole|residual]
 """
 from __future__ import annotations
 
@@ -42,16 +42,22 @@ def epe(phi: torch.Tensor, gt: torch.Tensor) -> float:
 
 
 def refine(mis_g: torch.Tensor, vis: torch.Tensor, grid: int, smooth: float, steps: int, lr: float,
-           similarity=mind_loss) -> tuple[torch.Tensor, float, float]:
+           similarity=mind_loss, phi_g: torch.Tensor | None = None) -> tuple[torch.Tensor, float, float]:
     """A smooth field ``r`` (a grid every ``grid`` px, bilinearly upsampled) with ``warp(mis_g, r)`` on
-    ``vis`` under ``similarity(warped, vis, mask)``; returns r and the loss before and after."""
+    ``vis`` under ``similarity(warped, vis, mask)``; returns r and the loss before and after.
+
+    ``mis_g`` is the misaligned image warped by the global field ``phi_g``. With ``phi_g`` given, the
+    mask keeps the pixels whose whole field ``compose(phi_g, r)`` samples inside the misaligned image;
+    without it, those whose residual ``r`` samples inside ``mis_g``, which counts the band that the
+    global warp fills by repeating the image's border (about d/2 px wide on a dilate-crop of d px)."""
     h, w = mis_g.shape[-2:]
     g = torch.zeros(1, 2, max(h // grid, 2), max(w // grid, 2), requires_grad=True)
     opt = torch.optim.Adam([g], lr=lr)
 
     def loss_of(gg):
         r = F.interpolate(gg, size=(h, w), mode="bilinear", align_corners=True)
-        return similarity(warp(mis_g, r), vis, inside_mask(r, 2)) + smooth * diffusion(gg), r
+        mask = inside_mask(r if phi_g is None else compose(phi_g, r), 2)
+        return similarity(warp(mis_g, r), vis, mask) + smooth * diffusion(gg), r
 
     with torch.no_grad():
         first = loss_of(g)[0].item()
@@ -74,6 +80,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=80)
     ap.add_argument("--lr", type=float, default=0.2)
     ap.add_argument("--scales", default="1,2,4", help="MIND scales (average-pool factors), comma-separated")
+    ap.add_argument("--mask", choices=("whole", "residual"), default="whole",
+                    help="compare where the whole field samples inside the IR (default), or where the "
+                         "residual samples inside the globally warped IR (its border band included)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     _, val = _split(resolve({"data": {"name": "roadscene", "split": "train", "val_count": 16}}))
@@ -83,7 +92,7 @@ def main() -> None:
     similarity = functools.partial(mind_loss, scales=scales)
     gs = GlobalStage("ecc", 640)
     print(f"{len(val)} validation pairs (train split), grid {a.grid} px, {a.steps} Adam steps at lr {a.lr}, "
-          f"MIND scales {scales}")
+          f"MIND scales {scales}, mask: {a.mask} field")
     print(f"{'set':>15} {'identity':>8} {'ECC':>6} " + " ".join(f"{'+r s=' + str(s):>9}" for s in smooths)
           + "  (mean EPE px; loss drop %; s/pair)")
     for name in a.sets.split(","):
@@ -96,7 +105,8 @@ def main() -> None:
             mis_g = warp(it["mis"], phi_g)
             for s in smooths:
                 t = time.perf_counter()
-                r, l0, l1 = refine(mis_g, it["vis"], a.grid, s, a.steps, a.lr, similarity)
+                r, l0, l1 = refine(mis_g, it["vis"], a.grid, s, a.steps, a.lr, similarity,
+                                   phi_g if a.mask == "whole" else None)
                 secs.append(time.perf_counter() - t)
                 ref[s].append(epe(compose(phi_g, r), it["gt"]))
                 drops[s].append(100 * (l0 - l1) / max(l0, 1e-9))
