@@ -1,14 +1,15 @@
 """The released B-SR model beside the classical registration methods, in one run.
 
     BSR_DATA=/work/shared/datasets OMP_NUM_THREADS=1 .venv/bin/python benchmarks/released_model.py \\
-        [--checkpoint PATH | --untrained] [--pairs N] [--sets shift5_right,dilate10] \\
+        [--checkpoint PATH | --untrained] [--refine] [--pairs N] [--sets shift5_right,dilate10] \\
         [--sections accuracy,content,nogt,fusion,speed] [--out results/released]
 
 Methods: ``identity`` (zero field: no registration), ``phase``, ``ECC``, ``TV-L1``
 (``bsr.baselines.REGISTRATION``), ``ECC translation`` (the same ECC with a
 translation model: ``bsr.baselines.ecc_affine(..., motion="translation")``) and
 ``B-SR`` (the model's ``phi_p``; default the shipped ``bsr.load_pretrained()``,
-or ``--checkpoint`` / ``--untrained``). Every score drops a 10 px margin on each
+or ``--checkpoint`` / ``--untrained``; ``--refine`` switches on its per-pair MIND
+refinement, ``bsr.refine``). Every score drops a 10 px margin on each
 side.
 
 Sections (``--sections``):

@@ -158,3 +158,23 @@ def test_a_tie_with_a_classical_method_is_no_win(rm):
     r = summary.iloc[0]
     assert r["lowest mean EPE"] == "ECC = B-SR"
     assert r["B-SR beats every classical"] == "no"
+
+
+def test_accuracy_runs_over_parts_of_the_sets_merge_into_one_report(rm, tmp_path):
+    """benchmarks/merge_accuracy.py: two runs of the accuracy section (here with --refine, so the option's
+    path runs too) merge into the tables one run over both sets gives."""
+    spec = importlib.util.spec_from_file_location("merge_accuracy_bench", SCRIPT.with_name("merge_accuracy.py"))
+    merge = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(merge)
+    base = ["--untrained", "--refine", "--synthetic", "--pairs", "1", "--sections", "accuracy", "--no-progress"]
+    rm.main([*base, "--sets", "shift5_right", "--out", str(tmp_path / "a")])
+    rm.main([*base, "--sets", "dilate10", "--out", str(tmp_path / "b")])
+    rm.main([*base, "--sets", "shift5_right,dilate10", "--out", str(tmp_path / "both")])
+    merge.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")])
+    for stem in ("accuracy", "floor", "accuracy_summary"):
+        got, want = pd.read_csv(tmp_path / "m" / f"{stem}.csv"), pd.read_csv(tmp_path / "both" / f"{stem}.csv")
+        cols = [c for c in want.columns if c != "s/pair"]          # timings differ from run to run
+        pd.testing.assert_frame_equal(got[cols], want[cols])
+    assert "refinement: {'grid'" in (tmp_path / "m" / "REPORT.md").read_text()
+    with pytest.raises(SystemExit, match="no accuracy_per_pair"):
+        merge.main([str(tmp_path / "a"), str(tmp_path / "nosuch"), "--out", str(tmp_path / "x")])
