@@ -60,7 +60,7 @@ def load_pretrained(name: str | None = None, map_location="cpu", refine=None) ->
     ``model.register(ir, vis)`` returns ``(phi_p, phi_n)``; ``model.fuse(ir, vis)``
     returns ``(fused, ir_registered, phi_p)``; :func:`bsr.fuse.fuse_pair` takes it.
     ``refine`` (``True`` or a dict of :class:`bsr.refine.Refiner` settings) switches on the
-    per-pair MIND refinement (about 16 s per 640 x 480 pair on one thread; docs/model_card.md);
+    per-pair MIND refinement (about 14-16 s per 640 x 480 pair on one thread; docs/model_card.md);
     ``None`` keeps the shipped setting.
     """
     model = load_checkpoint(verified_path(name), map_location=map_location)

@@ -54,12 +54,10 @@ class Refiner:
     scales: tuple[int, ...] = (1, 2, 4)
 
     def __post_init__(self):
-        for name in ("grid", "steps"):
+        for name, low, what in (("grid", 2, "a whole number of px, at least 2"), ("steps", 1, "a positive whole number")):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"refine option {name!r} must be a positive whole number; got {v!r}")
-        if self.grid < 2:
-            raise ValueError(f"refine option 'grid' must be at least 2 px; got {self.grid}")
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"refine option {name!r} must be {what}; got {v!r}")
         for name in ("smooth", "lr", "margin"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (name == "lr" and v == 0):
@@ -104,16 +102,18 @@ class Refiner:
                         requires_grad=True)
         opt = torch.optim.Adam([g], lr=self.lr)
         fixed = mind_descriptors(vis, self.scales)
+        def upsample(grid):
+            return F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=True)
+
         for _ in range(self.steps):
             opt.zero_grad()
-            r = F.interpolate(g, size=(h, w), mode="bilinear", align_corners=True)
-            full = compose(phi, r)
+            full = compose(phi, upsample(g))
             loss = (mind_loss(warp(ir, full), vis, inside_mask(full.detach(), self.margin), scales=self.scales,
                               fixed_descriptors=fixed) + self.smooth * diffusion(g))
             loss.backward()
             opt.step()
         with torch.no_grad():
-            return F.interpolate(g, size=(h, w), mode="bilinear", align_corners=True)
+            return upsample(g)
 
     def __call__(self, ir: torch.Tensor, vis: torch.Tensor, phi_p: torch.Tensor,
                  phi_n: torch.Tensor | None = None):
