@@ -80,22 +80,28 @@ def verified_path(name: str | None = None) -> Path:
     return path
 
 
-def assemble(unet_path, ae_checkpoint, out, global_stage: dict | None = None, local: bool = True) -> Path:
-    """Write a shipped-model checkpoint: the U-Net of ``unet_path`` (``bsr.training.pretrain``'s ``unet.pt`` or
-    ``last.pt``), the auto-encoder of ``ae_checkpoint`` (a :mod:`bsr.training` checkpoint), the
-    ``global_stage`` config and the ``local`` switch (model option ``local``)."""
+def assemble(unet_path, ae_checkpoint, out, global_stage: dict | None = None, local: bool = True,
+             local_grid: int | None = None) -> Path:
+    """Write a shipped-model checkpoint: the U-Net of ``unet_path`` (``bsr.training.pretrain``'s or
+    ``bsr.training.after_global``'s ``unet.pt`` or ``last.pt``), the auto-encoder of ``ae_checkpoint`` (a
+    :mod:`bsr.training` checkpoint, or a shipped model's file), the ``global_stage`` config, the ``local``
+    switch (model option ``local``) and ``local_grid`` (default: the one the U-Net was trained with)."""
     u = torch.load(unet_path, map_location="cpu", weights_only=True)
     if not isinstance(u, dict) or u.get("format") not in ("bsr-unet/1", "bsr-pretrain/1"):
         raise ValueError(f"{unet_path}: not a U-Net file of bsr.training.pretrain")
+    recipe = yaml.safe_load(u.get("config_yaml") or "{}") or {}
     if "unet_config" not in u:   # a training checkpoint (last.pt): the U-Net config follows from its recipe
         from .training.pretrain import build_unet, resolve
 
-        u["unet_config"] = build_unet(resolve(yaml.safe_load(u["config_yaml"])))[1]
+        u["unet_config"] = build_unet(resolve({k: v for k, v in recipe.items() if k != "stage"}))[1]
+    if local_grid is None:
+        local_grid = u.get("local_grid", (recipe.get("stage") or {}).get("grid"))
     ae_model = load_checkpoint(ae_checkpoint)
     cfg = copy.deepcopy(ae_model.config)
     cfg["unet"] = copy.deepcopy(u["unet_config"])
     cfg["global"] = copy.deepcopy(global_stage)
     cfg["local"] = bool(local)
+    cfg["local_grid"] = local_grid
     model = BSR(cfg)
     model.unet.load_state_dict(u["unet"])
     model.ae.load_state_dict(ae_model.ae.state_dict())

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["warp", "identity_grid", "invert_flow", "compose", "Warp"]
+__all__ = ["warp", "identity_grid", "invert_flow", "compose", "coarse_field", "Warp"]
 
 
 def _check(image: torch.Tensor, flow: torch.Tensor) -> None:
@@ -99,6 +99,20 @@ def invert_flow(flow: torch.Tensor, iterations: int = 30) -> torch.Tensor:
     for _ in range(iterations):
         inv = -warp(flow, inv)
     return inv
+
+
+def coarse_field(flow: torch.Tensor, grid: int, coarse: bool = False):
+    """``flow`` averaged onto a grid of about ``grid`` px (``H // grid`` x ``W // grid`` cells, at least 2)
+    and upsampled bilinearly: a smooth field with the parametrisation of :class:`bsr.refine.Refiner`.
+
+    ``grid`` 1 returns ``flow``. With ``coarse=True``, returns ``(field, grid_values)``.
+    """
+    h, w = flow.shape[-2:]
+    if grid <= 1:
+        return (flow, flow) if coarse else flow
+    g = F.adaptive_avg_pool2d(flow, (max(h // grid, 2), max(w // grid, 2)))
+    full = F.interpolate(g, size=(h, w), mode="bilinear", align_corners=True)
+    return (full, g) if coarse else full
 
 
 class Warp(torch.nn.Module):
