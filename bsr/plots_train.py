@@ -46,17 +46,25 @@ def plot_losses(df, smooth: int = 5, log_y: bool = True):
 
 
 def plot_validation(runs: dict):
-    """Validation EPE curves of :mod:`bsr.training.pretrain` runs: ``runs`` maps a label to a ``val.csv``
-    table (pandas DataFrame with ``step``, ``epe``, ``identity`` and ``epe_<kind>`` columns). One
-    panel per run: the mean EPE, each kind of misalignment, and no registration (dashed)."""
+    """Validation EPE curves of :mod:`bsr.training.pretrain` and :mod:`bsr.training.after_global` runs:
+    ``runs`` maps a label to a ``val.csv`` table (pandas DataFrame with ``step``, ``epe`` and ``epe_<kind>``
+    columns, and ``identity`` or, after the global stage, ``global`` and ``global_<set>``). One panel per
+    run: the mean EPE, each kind or set, and the reference (dashed): no registration, or the global stage
+    alone per set."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, max(len(runs), 1), figsize=(5.2 * max(len(runs), 1), 3.8), squeeze=False)
     for ax, (label, df) in zip(axes[0], runs.items()):
         ax.plot(df["step"], df["epe"], color="k", lw=2.2, label="all")
         for c in [c for c in df.columns if c.startswith("epe_")]:
-            ax.plot(df["step"], df[c], lw=1.2, label=c[4:])
-        ax.axhline(float(df["identity"].iloc[0]), color="grey", ls="--", lw=1, label="no registration (all)")
+            line, = ax.plot(df["step"], df[c], lw=1.2, label=c[4:])
+            ref = f"global_{c[4:]}"
+            if ref in df.columns:
+                ax.axhline(float(df[ref].iloc[0]), color=line.get_color(), ls="--", lw=0.9)
+        if "identity" in df.columns:
+            ax.axhline(float(df["identity"].iloc[0]), color="grey", ls="--", lw=1, label="no registration (all)")
+        elif "global" in df.columns:
+            ax.axhline(float(df["global"].iloc[0]), color="k", ls="--", lw=1, label="global stage alone (dashed)")
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel("validation EPE (px)")

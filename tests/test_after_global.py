@@ -89,6 +89,11 @@ def test_the_mask_leaves_out_what_the_global_map_samples_outside():
     assert valid[:, :40].min() == 1 and valid[:, -20:].max() == 0
 
 
+def test_the_crop_fits_the_smallest_pair():
+    pairs = [_pair(h=64, w=80), _pair(h=48, w=90)]
+    assert after_global.crop_size(pairs, 256) == 48 and after_global.crop_size(pairs, 32) == 32
+
+
 # ---------------------------------------------------------------- training
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):

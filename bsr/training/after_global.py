@@ -53,7 +53,7 @@ from ..similarity import diffusion, inverse_consistency, mind_loss
 from ..warp import coarse_field, compose, identity_grid, warp
 from .pretrain import DEFAULTS as _BASE, _lr, _merge_strict, _save, _split, build_unet, resolve as _resolve_base
 
-__all__ = ["DEFAULTS", "resolve", "build_pool", "train", "main"]
+__all__ = ["DEFAULTS", "resolve", "build_pool", "crop_size", "train", "main"]
 
 DEFAULTS: dict = {**_BASE, "out_dir": "runs/roadscene_local",
                   "stage": {"global": {"method": "ecc", "max_side": 640}, "grid": 16, "pool_per_pair": 4,
@@ -119,6 +119,12 @@ def build_pool(pairs, cfg: dict, rng: np.random.Generator) -> list[dict]:
                              "global": stage.matrices(mis, vis)[0]})
                 bar.update(1)
     return pool
+
+
+def crop_size(pairs, crop: int) -> int:
+    """The square crop of a batch: ``crop``, or the smallest side among ``pairs`` where that is smaller
+    (the pairs of a batch differ in size; their crops must not)."""
+    return min([int(crop)] + [min(p.ir.shape) for p in pairs])
 
 
 def _item(pair, entry: dict, crop: int, rng: np.random.Generator) -> dict:
@@ -256,6 +262,7 @@ def train(cfg: dict, resume: bool = True) -> Path:
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     val_items = validation_items(val_pairs, cfg)
     grid = cfg["stage"]["grid"]
+    crop = crop_size(train_pairs, cfg["crop"])
     log_path, val_path = out / "log.csv", out / "val.csv"
     new_log = start == 0 or not log_path.is_file()
     if start == 0 and val_path.exists():
@@ -288,7 +295,7 @@ def train(cfg: dict, resume: bool = True) -> Path:
                 items = []
                 for _ in range(cfg["batch_size"]):
                     entry = pool[int(rng.integers(len(pool)))]
-                    items.append(_item(train_pairs[entry["pair"]], entry, cfg["crop"], rng))
+                    items.append(_item(train_pairs[entry["pair"]], entry, crop, rng))
                 terms = _objective(unet, items, grid, cfg["loss"])
                 if not torch.isfinite(terms["total"]):
                     raise RuntimeError(f"loss became non-finite at step {step}")
