@@ -158,3 +158,17 @@ def test_assembled_model_carries_the_grid(full_run, tmp_path):
     path = assemble(out, verified_path(), tmp_path / "m.pt", {"method": "ecc", "max_side": 640})
     model = load_checkpoint(path)
     assert model.config["local_grid"] == 8 and model.use_local
+
+
+def test_validation_plot_draws_the_global_stage_reference(full_run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from bsr.plots_train import plot_validation
+
+    base, _ = full_run
+    fig = plot_validation({"after global": pd.read_csv(base / "run" / "val.csv")})
+    dashed = [ln for ln in fig.axes[0].lines if ln.get_linestyle() == "--"]
+    assert len(dashed) == 2   # the one set's reference and the overall one
