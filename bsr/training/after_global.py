@@ -32,7 +32,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 import time
@@ -51,7 +50,8 @@ from ..io import atomic_path
 from ..metrics.registration import endpoint_error
 from ..similarity import diffusion, inverse_consistency, mind_loss
 from ..warp import coarse_field, compose, identity_grid, warp
-from .pretrain import DEFAULTS as _BASE, _lr, _merge_strict, _save, _split, build_unet, resolve as _resolve_base
+from .pretrain import DEFAULTS as _BASE, _lr, _merge_strict, _restore, _save, _split, build_unet, run_cli
+from .pretrain import resolve as _resolve_base
 
 __all__ = ["DEFAULTS", "resolve", "build_pool", "crop_size", "train", "main"]
 
@@ -242,18 +242,7 @@ def train(cfg: dict, resume: bool = True) -> Path:
     pool_path = out / "pool.pt"
     start, last = 0, out / "last.pt"
     if resume and last.is_file() and pool_path.is_file():
-        ck = torch.load(last, map_location="cpu", weights_only=True)
-        old = yaml.safe_load(ck["config_yaml"])
-        changed = sorted(k for k in set(old) | set(cfg) if k not in ("out_dir", "progress", "threads")
-                         and old.get(k) != cfg.get(k))
-        if ck.get("format") != "bsr-pretrain/1" or changed:
-            raise ValueError(f"{last} was written by another recipe (changed: {', '.join(changed) or 'format'}); "
-                             f"use --fresh to start over")
-        unet.load_state_dict(ck["unet"])
-        opt.load_state_dict(ck["optimizer"])
-        rng.bit_generator.state = yaml.safe_load(ck["rng_yaml"])
-        torch.set_rng_state(ck["torch_rng"])
-        start = int(ck["step"])
+        start = _restore(last, unet, opt, rng, cfg)
         pool = torch.load(pool_path, map_location="cpu", weights_only=True)
     else:
         pool = build_pool(train_pairs, cfg, rng)
@@ -322,33 +311,8 @@ def train(cfg: dict, resume: bool = True) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bsr.training.after_global", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", required=True, help="YAML recipe (config/pretrain/roadscene_local.yaml)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override one value, e.g. --set steps=100 --set stage.grid=8")
-    ap.add_argument("--fresh", action="store_true", help="ignore last.pt and start over")
-    a = ap.parse_args(argv)
-    path = Path(a.config)
-    if not path.is_file():
-        print(f"python -m bsr.training.after_global: error: recipe {path} does not exist", file=sys.stderr)
-        return 1
-    cfg = yaml.safe_load(path.read_text()) or {}
-    for item in a.set:
-        key, _, val = item.partition("=")
-        node = cfg
-        *head, leaf = key.split(".")
-        for k in head:
-            node = node.setdefault(k, {})
-        node[leaf] = yaml.safe_load(val)
-    try:
-        print(train(cfg, resume=not a.fresh))
-    except KeyboardInterrupt:
-        print("python -m bsr.training.after_global: interrupted (resume with the same command)", file=sys.stderr)
-        return 130
-    except (ValueError, OSError, RuntimeError) as e:
-        print(f"python -m bsr.training.after_global: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli("python -m bsr.training.after_global", __doc__.split("\n")[0],
+                   "config/pretrain/roadscene_local.yaml", train, argv)
 
 
 if __name__ == "__main__":

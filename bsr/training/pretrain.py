@@ -200,6 +200,24 @@ def _save(path: Path, unet, opt, cfg, step, rng) -> None:
         torch.save(ck, tmp)
 
 
+def _restore(last: Path, unet, opt, rng: np.random.Generator, cfg: dict) -> int:
+    """Load ``last.pt`` into the U-Net, optimiser and RNGs; refuse one written by another recipe. Returns its step."""
+    ck = torch.load(last, map_location="cpu", weights_only=True)
+    if ck.get("format") != "bsr-pretrain/1":
+        raise ValueError(f"{last}: not a training checkpoint of bsr.training.pretrain; start over with --fresh")
+    old = yaml.safe_load(ck["config_yaml"])
+    changed = sorted(k for k in set(old) | set(cfg) if k not in ("out_dir", "progress", "threads")
+                     and old.get(k) != cfg.get(k))
+    if changed:
+        raise ValueError(f"{last} was written with another config (changed: {', '.join(changed)}); "
+                         f"use --fresh to start over")
+    unet.load_state_dict(ck["unet"])
+    opt.load_state_dict(ck["optimizer"])
+    rng.bit_generator.state = yaml.safe_load(ck["rng_yaml"])
+    torch.set_rng_state(ck["torch_rng"])
+    return int(ck["step"])
+
+
 def train(cfg: dict, resume: bool = True) -> Path:
     """Train (or resume) the U-Net; returns the path of ``unet.pt``."""
     cfg = resolve(cfg)
@@ -220,20 +238,7 @@ def train(cfg: dict, resume: bool = True) -> Path:
     start = 0
     last = out / "last.pt"
     if resume and last.is_file():
-        ck = torch.load(last, map_location="cpu", weights_only=True)
-        if ck.get("format") != "bsr-pretrain/1":
-            raise ValueError(f"{last}: not a training checkpoint of bsr.training.pretrain; start over with --fresh")
-        old = yaml.safe_load(ck["config_yaml"])
-        changed = sorted(k for k in set(old) | set(cfg) if k not in ("out_dir", "progress", "threads")
-                         and old.get(k) != cfg.get(k))
-        if changed:
-            raise ValueError(f"{last} was written with another config (changed: {', '.join(changed)}); "
-                             f"use --fresh to start over")
-        unet.load_state_dict(ck["unet"])
-        opt.load_state_dict(ck["optimizer"])
-        rng.bit_generator.state = yaml.safe_load(ck["rng_yaml"])
-        torch.set_rng_state(ck["torch_rng"])
-        start = int(ck["step"])
+        start = _restore(last, unet, opt, rng, cfg)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     train_pairs, val_pairs = _split(cfg)
     val_items = validation_set(val_pairs, cfg)
@@ -298,16 +303,18 @@ def train(cfg: dict, resume: bool = True) -> Path:
     return final
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bsr.training.pretrain", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", required=True, help="YAML recipe (config/pretrain/roadscene.yaml)")
+def run_cli(prog: str, description: str, recipe_hint: str, train_fn, argv: list[str] | None = None) -> int:
+    """The command line of a trainer: ``--config``, ``--set KEY=VALUE`` overrides, ``--fresh``; one-line
+    errors, exit 1 (130 when interrupted). Shared by :mod:`bsr.training.after_global`."""
+    ap = argparse.ArgumentParser(prog=prog, description=description)
+    ap.add_argument("--config", required=True, help=f"YAML recipe ({recipe_hint})")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override one value, e.g. --set steps=100 --set loss.smooth=0.1")
     ap.add_argument("--fresh", action="store_true", help="ignore last.pt and start over")
     a = ap.parse_args(argv)
     path = Path(a.config)
     if not path.is_file():
-        print(f"python -m bsr.training.pretrain: error: recipe {path} does not exist", file=sys.stderr)
+        print(f"{prog}: error: recipe {path} does not exist", file=sys.stderr)
         return 1
     cfg = yaml.safe_load(path.read_text()) or {}
     for item in a.set:
@@ -318,14 +325,19 @@ def main(argv: list[str] | None = None) -> int:
             node = node.setdefault(k, {})
         node[leaf] = yaml.safe_load(val)
     try:
-        print(train(cfg, resume=not a.fresh))
+        print(train_fn(cfg, resume=not a.fresh))
     except KeyboardInterrupt:
-        print("python -m bsr.training.pretrain: interrupted (resume with the same command)", file=sys.stderr)
+        print(f"{prog}: interrupted (resume with the same command)", file=sys.stderr)
         return 130
     except (ValueError, OSError, RuntimeError) as e:
-        print(f"python -m bsr.training.pretrain: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("python -m bsr.training.pretrain", __doc__.split("\n")[0], "config/pretrain/roadscene.yaml",
+                   train, argv)
 
 
 if __name__ == "__main__":
