@@ -144,7 +144,9 @@ def test_resume_with_another_recipe_is_refused(full_run):
 
 
 @pytest.mark.parametrize("bad", [{"stage": {"nosuch": 1}}, {"stage": {"grid": 0}}, {"stage": {"pool_per_pair": 0}},
-                                 {"stage": {"global": {"method": "sift"}}}, {"nosuch": 1}])
+                                 {"stage": {"global": {"method": "sift"}}}, {"nosuch": 1},
+                                 {"loss": {"distill": 1.0}}, {"loss": {"distill": -1.0}},
+                                 {"stage": {"teacher": {"steps": 0}}}, {"stage": {"teacher": {"nosuch": 1}}}])
 def test_bad_recipe_is_refused(bad):
     with pytest.raises(ValueError):
         after_global.resolve(bad)
@@ -172,3 +174,43 @@ def test_validation_plot_draws_the_global_stage_reference(full_run):
     fig = plot_validation({"after global": pd.read_csv(base / "run" / "val.csv")})
     dashed = [ln for ln in fig.axes[0].lines if ln.get_linestyle() == "--"]
     assert len(dashed) == 2   # the one set's reference and the overall one
+
+
+# ---------------------------------------------------------------- distillation of the refinement
+def test_distill_term_is_the_mean_px_distance_to_the_teacher():
+    """A zero field against a constant teacher residual of (3, -1) px: the term is (3 + 1) / 2 = 2 px where the
+    whole field samples content; the teacher itself scores zero."""
+    pair = _pair()
+    entry = {"matrix": torch.as_tensor(np.eye(2, 3)), "elastic": None, "global": torch.eye(2, 3, dtype=torch.float64),
+             "teacher": torch.tensor([3.0, -1.0]).view(2, 1, 1).expand(2, 64, 80).half()}
+    item = after_global._item(pair, entry, 48, np.random.default_rng(0))
+    assert item["teacher"].shape == (1, 2, 48, 48)
+    unet, _ = after_global._init_unet(after_global.resolve({"model": {"size": "quick"}, "init": None}))
+    lc = {**after_global.resolve({})["loss"], "distill": 1.0}
+    with torch.no_grad():
+        terms = after_global._objective(unet, [item], 8, lc)
+    assert terms["distill"].item() == pytest.approx(2.0, abs=1e-3)
+    assert terms["total"].item() == pytest.approx(
+        (terms["sim_p"] + terms["sim_n"] + lc["smooth"] * terms["smooth"] + lc["inverse"] * terms["inverse"]).item()
+        + 2.0, abs=1e-3)
+
+
+def test_pool_holds_the_teachers_residual_and_training_follows_it(tmp_path):
+    """The teacher (a short refinement) fills every pool entry with a full-pair residual; after a short run with
+    distillation the U-Net's field is closer to it, on fixed crops of the pool, than the zero field it started from."""
+    cfg = _cfg(tmp_path, stage={**TINY["stage"], "teacher": {"steps": 5}}, loss={"distill": 10.0},
+               steps=100, val_every=100, ckpt_every=100, lr=3e-3, lr_final=3e-3)
+    out = after_global.train(cfg)
+    pool = torch.load(tmp_path / "run" / "pool.pt", weights_only=True)
+    assert all(e["teacher"].shape == (2, 72, 88) and e["teacher"].dtype == torch.float16 for e in pool)
+    assert all(e["teacher"].abs().max() > 0.05 for e in pool)
+    resolved = after_global.resolve(cfg)
+    train_pairs, _ = after_global._split(resolved)
+    rng = np.random.default_rng(5)
+    items = [after_global._item(train_pairs[e["pair"]], e, 48, rng) for e in pool for _ in range(4)]
+    unet, _ = after_global._init_unet(resolved)            # zero head: the zero field
+    with torch.no_grad():
+        before = after_global._objective(unet, items, 8, resolved["loss"])["distill"].item()
+        unet.load_state_dict(torch.load(out, weights_only=True)["unet"])
+        after = after_global._objective(unet, items, 8, resolved["loss"])["distill"].item()
+    assert after < 0.8 * before

@@ -18,7 +18,14 @@ does in 60 optimiser steps:
   inside the misaligned IR and where that IR holds content (not the border
   padding of the simulated misalignment): the whole-field mask;
 * diffusion on the grid, as the refinement's ``smooth``; the paper's second
-  direction and inverse consistency as in :mod:`bsr.training.pretrain`.
+  direction and inverse consistency as in :mod:`bsr.training.pretrain`;
+* optionally (``stage.teacher``, ``loss.distill``) distillation of the
+  refinement itself: each pool entry also holds the residual that
+  :class:`bsr.refine.Refiner` fits to the whole misaligned pair after the
+  global stage (about 14 s per RoadScene pair on one thread), and the loss
+  adds ``distill`` times the mean absolute difference (px) between the
+  U-Net's forward field and that residual, on the crop. The teacher is
+  self-supervised (MIND), so no ground truth enters the loss.
 
 The ground truth is used only for the validation EPE, on sets of
 :mod:`bsr.datasets.benchsets` drawn on the validation pairs held out of the
@@ -47,6 +54,7 @@ from ..datasets import misalign
 from ..datasets.benchsets import make_set
 from ..global_stage import GlobalStage, affine_field
 from ..io import atomic_path
+from ..refine import Refiner
 from ..metrics.registration import endpoint_error
 from ..similarity import diffusion, inverse_consistency, mind_loss
 from ..warp import coarse_field, compose, identity_grid, warp
@@ -57,10 +65,10 @@ __all__ = ["DEFAULTS", "resolve", "build_pool", "crop_size", "train", "main"]
 
 DEFAULTS: dict = {**_BASE, "out_dir": "runs/roadscene_local",
                   "stage": {"global": {"method": "ecc", "max_side": 640}, "grid": 16, "pool_per_pair": 4,
-                            "zero_head": True, "val_sets": ["shift5_right", "dilate30", "dilate50",
+                            "zero_head": True, "teacher": None, "val_sets": ["shift5_right", "dilate30", "dilate50",
                                                             "affine_elastic"]}}
-DEFAULTS["loss"] = {**_BASE["loss"], "smooth": 0.1}
-LOG = ["step", "lr", "time_s", "total", "sim_p", "sim_n", "smooth", "inverse"]
+DEFAULTS["loss"] = {**_BASE["loss"], "smooth": 0.1, "distill": 0.0}
+LOG = ["step", "lr", "time_s", "total", "sim_p", "sim_n", "smooth", "inverse", "distill"]
 MARGIN = 10   # px left out of the validation EPE, as the benchmark (benchmarks/released_model.py)
 
 
@@ -69,7 +77,15 @@ def resolve(cfg: dict | None) -> dict:
     cfg = dict(cfg or {})
     stage = _merge_strict(DEFAULTS["stage"], cfg.pop("stage", None) or {}, "stage.")
     base = _merge_strict({k: v for k, v in DEFAULTS.items() if k != "stage"}, cfg)
+    distill = base["loss"].pop("distill")
     out = _resolve_base(base)
+    distill = float(distill)
+    if not distill >= 0 or distill == float("inf"):
+        raise ValueError(f"loss.distill must be a finite number >= 0; got {distill!r}")
+    out["loss"]["distill"] = distill
+    if distill > 0 and not stage["teacher"]:
+        raise ValueError("loss.distill > 0 needs a teacher: set stage.teacher (true, or bsr.refine.Refiner settings)")
+    Refiner.from_config(stage["teacher"])
     grid = stage["grid"]
     if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
         raise ValueError(f"stage.grid must be a whole number of px >= 1; got {grid!r}")
@@ -104,9 +120,11 @@ def build_pool(pairs, cfg: dict, rng: np.random.Generator) -> list[dict]:
     """``pool_per_pair`` misalignments per pair, each with the global stage's matrix on the whole pair."""
     fam = misalign.Family.from_dict(cfg["misalignment"])
     stage = GlobalStage.from_config(cfg["stage"]["global"])
+    teacher = Refiner.from_config(cfg["stage"]["teacher"])
     pool = []
     total = len(pairs) * cfg["stage"]["pool_per_pair"]
-    with tqdm(total=total, disable=not cfg["progress"], desc="global stage on the pool", file=sys.stderr) as bar:
+    desc = "global stage and teacher on the pool" if teacher else "global stage on the pool"
+    with tqdm(total=total, disable=not cfg["progress"], desc=desc, file=sys.stderr) as bar:
         for i, p in enumerate(pairs):
             h, w = p.ir.shape
             ir = torch.from_numpy(p.ir)[None, None]
@@ -114,9 +132,13 @@ def build_pool(pairs, cfg: dict, rng: np.random.Generator) -> list[dict]:
             for _ in range(cfg["stage"]["pool_per_pair"]):
                 prm = misalign.draw(fam, h, w, rng)
                 mis = misalign.misaligned_crop(ir, prm, (0, 0, h, w))
-                pool.append({"pair": i, "kind": prm["kind"], "matrix": torch.as_tensor(prm["matrix"]),
-                             "elastic": None if prm["elastic"] is None else torch.as_tensor(prm["elastic"]),
-                             "global": stage.matrices(mis, vis)[0]})
+                m = stage.matrices(mis, vis)
+                entry = {"pair": i, "kind": prm["kind"], "matrix": torch.as_tensor(prm["matrix"]),
+                         "elastic": None if prm["elastic"] is None else torch.as_tensor(prm["elastic"]),
+                         "global": m[0]}
+                if teacher:   # the refinement's residual on the whole pair (half precision: px to 1e-3)
+                    entry["teacher"] = teacher.residual(mis, vis, affine_field(m, h, w))[0].half()
+                pool.append(entry)
                 bar.update(1)
     return pool
 
@@ -144,7 +166,8 @@ def _item(pair, entry: dict, crop: int, rng: np.random.Generator) -> dict:
     q = _apply(entry["global"], p)
     src = torch.cat((mis, content), 1)
     g = _sample(src, q)
-    return {"src": src, "global": entry["global"], "p": p, "mis_g": g[:, :1],
+    teacher = None if "teacher" not in entry else entry["teacher"][None, :, y0:y0 + ch, x0:x0 + cw].float()
+    return {"src": src, "global": entry["global"], "p": p, "mis_g": g[:, :1], "teacher": teacher,
             "valid_g": (g[:, 1:] > 0.999).float() * _inside(q, h, w, 0.0),
             "vis": torch.from_numpy(np.ascontiguousarray(pair.vis[y0:y0 + ch, x0:x0 + cw]))[None, None]}
 
@@ -171,7 +194,12 @@ def _objective(unet, items: list[dict], grid: int, lc: dict) -> dict:
     smooth = diffusion(g_p) + diffusion(g_n)
     inv = inverse_consistency(phi_p, phi_n, m_n)
     total = sim_p + sim_n + lc["smooth"] * smooth + lc["inverse"] * inv
-    return {"total": total, "sim_p": sim_p, "sim_n": sim_n, "smooth": smooth, "inverse": inv}
+    dist = torch.zeros((), dtype=total.dtype)
+    if lc["distill"] > 0:   # mean |forward field - teacher residual| (px) where the whole field samples content
+        target = torch.cat([it["teacher"] for it in items])
+        dist = ((phi_p - target).abs().sum(1, keepdim=True) * m_p).sum() / m_p.sum().clamp_min(1.0) / 2
+        total = total + lc["distill"] * dist
+    return {"total": total, "sim_p": sim_p, "sim_n": sim_n, "smooth": smooth, "inverse": inv, "distill": dist}
 
 
 def validation_items(val_pairs, cfg: dict) -> list[dict]:
