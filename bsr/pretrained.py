@@ -31,10 +31,10 @@ DEFAULT = "roadscene"
 MODELS: dict[str, dict] = {
     "roadscene": {
         "file": "bsr_roadscene.pt",
-        "sha256": "b7afd41b5210b8390b77179a924e5889b5709e980db8bc88115c2c2cafbc2a34",
+        "sha256": "6bbb53120f997538b0346ba18b48ed9c1c46840fbd6bbd9e30d07d0ccd62c495",
         "about": "registration: the global ECC affine stage (local U-Net refinement shipped but off: it measured "
-                 "worse on validation, docs/model_card.md); fusion: the quick auto-encoder trained on aligned "
-                 "RoadScene train pairs",
+                 "worse on validation, docs/model_card.md); fusion: a CPU-sized auto-encoder (12.8 k parameters) "
+                 "trained on aligned RoadScene train pairs",
     },
 }
 
@@ -60,7 +60,8 @@ def load_pretrained(name: str | None = None, map_location="cpu", refine=None) ->
     ``model.register(ir, vis)`` returns ``(phi_p, phi_n)``; ``model.fuse(ir, vis)``
     returns ``(fused, ir_registered, phi_p)``; :func:`bsr.fuse.fuse_pair` takes it.
     ``refine`` (``True`` or a dict of :class:`bsr.refine.Refiner` settings) switches on the
-    per-pair MIND refinement (about 14-16 s per 640 x 480 pair on one thread; docs/model_card.md);
+    per-pair MIND refinement (on one thread about 14-16 s per RoadScene pair, 14-39 s at 640 x 480;
+    docs/model_card.md);
     ``None`` keeps the shipped setting.
     """
     model = load_checkpoint(verified_path(name), map_location=map_location)
@@ -83,10 +84,15 @@ def verified_path(name: str | None = None) -> Path:
 def assemble(unet_path, ae_checkpoint, out, global_stage: dict | None = None, local: bool = True,
              local_grid: int | None = None) -> Path:
     """Write a shipped-model checkpoint: the U-Net of ``unet_path`` (``bsr.training.pretrain``'s or
-    ``bsr.training.after_global``'s ``unet.pt`` or ``last.pt``), the auto-encoder of ``ae_checkpoint`` (a
-    :mod:`bsr.training` checkpoint, or a shipped model's file), the ``global_stage`` config, the ``local``
-    switch (model option ``local``) and ``local_grid`` (default: the one the U-Net was trained with)."""
+    ``bsr.training.after_global``'s ``unet.pt`` or ``last.pt``, or a shipped model's file), the
+    auto-encoder of ``ae_checkpoint`` (a :mod:`bsr.training` checkpoint, or a shipped model's file), the
+    ``global_stage`` config, the ``local`` switch (model option ``local``) and ``local_grid`` (default: the
+    one the U-Net was trained with)."""
     u = torch.load(unet_path, map_location="cpu", weights_only=True)
+    if isinstance(u, dict) and u.get("format") == CHECKPOINT_FORMAT:   # a shipped model: its U-Net
+        donor = load_checkpoint(unet_path)
+        u = {"format": "bsr-unet/1", "unet": donor.unet.state_dict(), "unet_config": donor.config["unet"],
+             "local_grid": donor.config.get("local_grid"), "config_yaml": u.get("recipe_yaml", "")}
     if not isinstance(u, dict) or u.get("format") not in ("bsr-unet/1", "bsr-pretrain/1"):
         raise ValueError(f"{unet_path}: not a U-Net file of bsr.training.pretrain")
     recipe = yaml.safe_load(u.get("config_yaml") or "{}") or {}

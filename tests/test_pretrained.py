@@ -60,3 +60,24 @@ def test_registers_a_known_shift_of_a_real_pair_within_one_pixel():
         phi, _ = bsr.load_pretrained().register(mis, torch.from_numpy(p.vis)[None, None])
     epe = (phi - gt)[..., 10:-10, 10:-10].pow(2).sum(1).sqrt().mean().item()
     assert epe < 1.0, f"mean EPE {epe:.2f} px"
+
+
+def test_assemble_takes_the_unet_from_a_shipped_file_and_the_auto_encoder_from_another(tmp_path):
+    """A shipped file as the U-Net donor; the auto-encoder of another model file (the shipped one, changed)."""
+    shipped = bsr.load_pretrained()
+    ck = torch.load(pretrained.verified_path(), map_location="cpu", weights_only=True)
+    key = next(k for k in ck["model"] if k.startswith("ae.") and ck["model"][k].is_floating_point())
+    ck["model"][key] = ck["model"][key] + 1.0
+    ae_file = tmp_path / "ae.pt"
+    torch.save(ck, ae_file)
+    other = BSR(shipped.config)
+    other.load_state_dict(ck["model"])
+    out = pretrained.assemble(pretrained.verified_path(), ae_file, tmp_path / "m.pt", shipped.config["global"],
+                              local=False)
+    from bsr.checkpoint import load_checkpoint
+
+    m = load_checkpoint(out)
+    assert all(torch.equal(a, b) for a, b in zip(m.unet.state_dict().values(), shipped.unet.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(m.ae.state_dict().values(), other.ae.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(m.ae.state_dict().values(), shipped.ae.state_dict().values()))
+    assert m.config["global"] == shipped.config["global"] and not m.use_local
