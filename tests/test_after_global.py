@@ -145,7 +145,7 @@ def test_resume_with_another_recipe_is_refused(full_run):
 
 @pytest.mark.parametrize("bad", [{"stage": {"nosuch": 1}}, {"stage": {"grid": 0}}, {"stage": {"pool_per_pair": 0}},
                                  {"stage": {"global": {"method": "sift"}}}, {"nosuch": 1},
-                                 {"loss": {"distill": 1.0}}, {"loss": {"distill": -1.0}},
+                                 {"loss": {"distill": 1.0}}, {"loss": {"distill": -1.0}}, {"loss": {"distill": "x"}},
                                  {"stage": {"teacher": {"steps": 0}}}, {"stage": {"teacher": {"nosuch": 1}}}])
 def test_bad_recipe_is_refused(bad):
     with pytest.raises(ValueError):

@@ -65,8 +65,8 @@ __all__ = ["DEFAULTS", "resolve", "build_pool", "crop_size", "train", "main"]
 
 DEFAULTS: dict = {**_BASE, "out_dir": "runs/roadscene_local",
                   "stage": {"global": {"method": "ecc", "max_side": 640}, "grid": 16, "pool_per_pair": 4,
-                            "zero_head": True, "teacher": None, "val_sets": ["shift5_right", "dilate30", "dilate50",
-                                                            "affine_elastic"]}}
+                            "zero_head": True, "teacher": None,
+                            "val_sets": ["shift5_right", "dilate30", "dilate50", "affine_elastic"]}}
 DEFAULTS["loss"] = {**_BASE["loss"], "smooth": 0.1, "distill": 0.0}
 LOG = ["step", "lr", "time_s", "total", "sim_p", "sim_n", "smooth", "inverse", "distill"]
 MARGIN = 10   # px left out of the validation EPE, as the benchmark (benchmarks/released_model.py)
@@ -79,10 +79,9 @@ def resolve(cfg: dict | None) -> dict:
     base = _merge_strict({k: v for k, v in DEFAULTS.items() if k != "stage"}, cfg)
     distill = base["loss"].pop("distill")
     out = _resolve_base(base)
-    distill = float(distill)
-    if not distill >= 0 or distill == float("inf"):
+    if isinstance(distill, bool) or not isinstance(distill, (int, float)) or not 0 <= distill < float("inf"):
         raise ValueError(f"loss.distill must be a finite number >= 0; got {distill!r}")
-    out["loss"]["distill"] = distill
+    out["loss"]["distill"] = float(distill)
     if distill > 0 and not stage["teacher"]:
         raise ValueError("loss.distill > 0 needs a teacher: set stage.teacher (true, or bsr.refine.Refiner settings)")
     Refiner.from_config(stage["teacher"])
