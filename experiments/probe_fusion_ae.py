@@ -32,6 +32,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import time  # noqa: E402
 
 import pandas as pd  # noqa: E402
@@ -51,6 +52,11 @@ from bsr.training.pretrain import DEFAULTS, _split  # noqa: E402
 def pair_sets() -> dict:
     _, val = _split(DEFAULTS)
     return {"roadscene-val": val, "tno": load_pairs("tno")}
+
+
+def fuse_with(model, ir, vis):
+    """The model's auto-encoder on an aligned pair (no registration)."""
+    return model.fuse_aligned(ir, vis)[0]
 
 
 def fused_metrics(fuse, pair) -> dict:
@@ -80,7 +86,7 @@ def main(argv=None) -> pd.DataFrame:
     for name, m in models.items():
         m.eval()
         print(f"{name}: auto-encoder {count_parameters(m.ae):,} parameters")
-        fusers[name] = (lambda mm: (lambda ir, vis: mm.fuse_aligned(ir, vis)[0]))(m)
+        fusers[name] = functools.partial(fuse_with, m)
     rows = []
     for set_name, pairs in pair_sets().items():
         for p in tqdm(pairs, desc=set_name):
