@@ -42,14 +42,15 @@ __all__ = ["Refiner"]
 class Refiner:
     """Settings of the refinement (model option ``refine``); call it as ``refiner(ir, vis, phi)``.
 
-    Defaults: grid 16 px, diffusion weight 0.1, 60 Adam steps at lr 0.5 (px per step), margin 2 px,
-    MIND scales 1, 2, 4: the setting measured in experiments/NOTES.md, section 11.
+    Defaults: grid 32 px, diffusion weight 0.1, 30 Adam steps at lr 1.0 (px per step), margin 2 px,
+    MIND scales 1, 2, 4: on the validation pairs the best of the settings compared in
+    experiments/NOTES.md, section 15 (section 11 had a grid of 16 px and 60 steps at lr 0.5).
     """
 
-    grid: int = 16
+    grid: int = 32
     smooth: float = 0.1
-    steps: int = 60
-    lr: float = 0.5
+    steps: int = 30
+    lr: float = 1.0
     margin: float = 2.0
     scales: tuple[int, ...] = (1, 2, 4)
 

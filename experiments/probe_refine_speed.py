@@ -1,0 +1,86 @@
+"""Cheaper settings of the per-pair MIND refinement (``bsr.refine``), and a gate on its gain, on validation pairs.
+
+The released model's global field is computed once per item; each refinement variant then fits its
+residual to it (``bsr.refine.Refiner``). Per item it records the mean EPE (px, 10 px border left out),
+the seconds of the fit on one thread, the MIND loss of the pair before and after the fit (scales
+1, 2, 4 at full size, over the pixels whose whole field samples inside the IR) and the mean size of
+the residual, so that a gate on those can be scored afterwards from the CSV. Validation pairs held
+out of RoadScene's train split only (never the test split).
+
+    BSR_DATA=../shared/datasets OMP_NUM_THREADS=1 .venv/bin/python experiments/probe_refine_speed.py \\
+        [--pairs 16] [--sets shift5_right,dilate10] --out runs/refine_speed_a.csv
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+
+import numpy as np
+import torch
+
+import bsr
+from bsr.datasets.benchsets import make_set
+from bsr.metrics.registration import endpoint_error
+from bsr.refine import Refiner
+from bsr.similarity import inside_mask, mind_loss
+from bsr.warp import compose, warp
+from probe_global_stage import MARGIN, validation_pairs   # (same folder)
+
+VARIANTS = {
+    "full": Refiner(grid=16, steps=60, lr=0.5),         # section 11's settings
+    "steps30": Refiner(steps=30, lr=1.0),
+    "grid32_30": Refiner(grid=32, steps=30, lr=1.0),
+    "grid24_30": Refiner(grid=24, steps=30, lr=1.0),
+    "grid32_60": Refiner(grid=32, steps=60, lr=0.5),
+    "grid48_30": Refiner(grid=48, steps=30, lr=1.0),
+}
+
+
+def pair_loss(ir, vis, field) -> float:
+    with torch.no_grad():
+        return float(mind_loss(warp(ir, field), vis, inside_mask(field, 2.0)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=16)
+    ap.add_argument("--sets", default="shift5_right,dilate10,dilate30,dilate50,affine_elastic")
+    ap.add_argument("--variants", default="full,steps30,grid32_30")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    pairs = validation_pairs(a.pairs)
+    plain = bsr.load_pretrained()
+    rows = []
+    for name in a.sets.split(","):
+        for i, it in enumerate(make_set(pairs, name, seed=0)):
+            ir, vis = it["mis"], it["vis"]
+            with torch.no_grad():
+                phi, _ = plain.register(ir, vis)
+            base = dict(set=name, item=i, variant="global", epe=endpoint_error(phi, it["gt"], MARGIN)["EPE_mean"],
+                        seconds=0.0, loss_before=pair_loss(ir, vis, phi), loss_after=np.nan, r_mean=0.0)
+            rows.append(base)
+            for v in a.variants.split(","):
+                t = time.perf_counter()
+                r = VARIANTS[v].residual(ir, vis, phi)
+                secs = time.perf_counter() - t
+                field = compose(phi, r)
+                rows.append(dict(set=name, item=i, variant=v, epe=endpoint_error(field, it["gt"], MARGIN)["EPE_mean"],
+                                 seconds=secs, loss_before=base["loss_before"], loss_after=pair_loss(ir, vis, field),
+                                 r_mean=float(r.norm(dim=1).mean())))
+            print(name, i, " ".join(f"{r_['variant']} {r_['epe']:.3f} ({r_['seconds']:.1f}s)" for r_ in rows[-1 - len(a.variants.split(",")):]),
+                  flush=True)
+        with open(a.out, "w", newline="") as f:
+            wr = csv.DictWriter(f, fieldnames=list(rows[0]))
+            wr.writeheader()
+            wr.writerows(rows)
+    for name in a.sets.split(","):
+        sel = [r for r in rows if r["set"] == name]
+        print(name, " ".join(f"{v} {np.mean([r['epe'] for r in sel if r['variant'] == v]):.3f}/"
+                             f"{np.mean([r['seconds'] for r in sel if r['variant'] == v]):.1f}s"
+                             for v in ["global", *a.variants.split(",")]))
+
+
+if __name__ == "__main__":
+    main()
