@@ -226,6 +226,22 @@ def run_accuracy(methods: dict, pairs, sets, progress=True) -> pd.DataFrame:
 TIE_PX = 0.01   # mean EPEs closer than this (px) are a tie
 
 
+def paired_interval(per_set: pd.DataFrame, a: str, b: str, resamples: int = 2000) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval (scipy.stats.bootstrap, seed 0) of the mean over pairs of method
+    ``a``'s mean EPE minus method ``b``'s on the same pair; (nan, nan) under 2 pairs. An interval that holds
+    0 says that the test pairs do not resolve the difference of the means."""
+    from scipy.stats import bootstrap
+
+    x = per_set.pivot_table(index="pair", columns="method", values="EPE_mean")[[a, b]].dropna()
+    diff = (x[a] - x[b]).to_numpy(dtype=float)
+    if len(diff) < 2:
+        return float("nan"), float("nan")
+    if np.ptp(diff) == 0:    # every pair differs by the same amount: the interval is that amount
+        return float(diff[0]), float(diff[0])
+    ci = bootstrap((diff,), np.mean, n_resamples=resamples, method="percentile", random_state=0).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
 def summarize_accuracy(per_pair: pd.DataFrame):
     """(accuracy table, floor table, per-set summary)."""
     g = per_pair.groupby(["set", "method"], sort=False)
@@ -251,8 +267,10 @@ def summarize_accuracy(per_pair: pd.DataFrame):
         best_cl = min(cl, key=cl.get) if cl else None
         row = {"set": s, "lowest mean EPE": best, "its EPE (px)": low}
         if MODEL in e and best_cl is not None:
+            lo, hi = paired_interval(per_pair[per_pair["set"] == s], MODEL, best_cl)
             row.update({"B-SR EPE (px)": e[MODEL], "best classical": best_cl,
                         "best classical EPE (px)": cl[best_cl], "B-SR / best classical": e[MODEL] / cl[best_cl],
+                        "B-SR - best classical, 95 % low (px)": lo, "B-SR - best classical, 95 % high (px)": hi,
                         "B-SR beats every classical": "yes" if all(e[MODEL] < v - TIE_PX for v in cl.values()) else "no"})
         summary.append(row)
     return acc, floor, pd.DataFrame(summary)

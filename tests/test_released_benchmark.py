@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -147,6 +148,21 @@ def test_epe_from_own_alignment_leaves_out_what_a_method_does_to_aligned_pairs(r
         assert ident["EPE_own"] == pytest.approx(ident["EPE_mean"], abs=1e-5)
         assert off["EPE_own"] == pytest.approx(5.0, abs=1e-3)
         assert off["EPE_mean"] == pytest.approx(float(torch.tensor([-3.5, 0.5]).norm()), abs=1e-3)
+
+
+def test_paired_interval_resolves_a_consistent_gain_and_not_a_noisy_one(rm):
+    rng = np.random.default_rng(1)
+    base = rng.uniform(1.0, 3.0, 40)
+
+    def per_set(diff):
+        return pd.DataFrame([{"pair": i, "method": m, "EPE_mean": v}
+                             for i in range(40) for m, v in (("ECC", base[i]), ("B-SR", base[i] + diff[i]))])
+
+    lo, hi = rm.paired_interval(per_set(-0.2 + 0.05 * rng.standard_normal(40)), "B-SR", "ECC")
+    assert lo < -0.15 and hi < 0 and lo < hi
+    lo, hi = rm.paired_interval(per_set(-0.02 + 1.0 * rng.standard_normal(40)), "B-SR", "ECC")
+    assert lo < 0 < hi
+    assert rm.paired_interval(per_set(np.full(40, 0.1)), "B-SR", "ECC") == pytest.approx((0.1, 0.1))
 
 
 def test_a_tie_with_a_classical_method_is_no_win(rm):
