@@ -60,8 +60,7 @@ def load_pretrained(name: str | None = None, map_location="cpu", refine=None) ->
     ``model.register(ir, vis)`` returns ``(phi_p, phi_n)``; ``model.fuse(ir, vis)``
     returns ``(fused, ir_registered, phi_p)``; :func:`bsr.fuse.fuse_pair` takes it.
     ``refine`` (``True`` or a dict of :class:`bsr.refine.Refiner` settings) switches on the
-    per-pair MIND refinement (on one thread about 14-16 s per RoadScene pair, 14-39 s at 640 x 480;
-    docs/model_card.md);
+    per-pair MIND refinement (on one thread about 5-6 s per RoadScene pair; docs/model_card.md);
     ``None`` keeps the shipped setting.
     """
     model = load_checkpoint(verified_path(name), map_location=map_location)
