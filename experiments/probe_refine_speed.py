@@ -1,4 +1,4 @@
-"""Cheaper settings of the per-pair MIND refinement (``bsr.refine``), and a gate on its gain, on validation pairs.
+"""Settings of the per-pair MIND refinement (``bsr.refine``) compared on validation pairs (experiments/NOTES.md, 15).
 
 The released model's global field is computed once per item; each refinement variant then fits its
 residual to it (``bsr.refine.Refiner``). Per item it records the mean EPE (px, 10 px border left out),
@@ -29,7 +29,7 @@ from probe_global_stage import MARGIN, validation_pairs   # (same folder)
 
 VARIANTS = {
     "full": Refiner(grid=16, steps=60, lr=0.5),         # section 11's settings
-    "steps30": Refiner(steps=30, lr=1.0),
+    "steps30": Refiner(grid=16, steps=30, lr=1.0),
     "grid32_30": Refiner(grid=32, steps=30, lr=1.0),
     "grid24_30": Refiner(grid=24, steps=30, lr=1.0),
     "grid32_60": Refiner(grid=32, steps=60, lr=0.5),
@@ -69,8 +69,8 @@ def main() -> None:
                 rows.append(dict(set=name, item=i, variant=v, epe=endpoint_error(field, it["gt"], MARGIN)["EPE_mean"],
                                  seconds=secs, loss_before=base["loss_before"], loss_after=pair_loss(ir, vis, field),
                                  r_mean=float(r.norm(dim=1).mean())))
-            print(name, i, " ".join(f"{r_['variant']} {r_['epe']:.3f} ({r_['seconds']:.1f}s)" for r_ in rows[-1 - len(a.variants.split(",")):]),
-                  flush=True)
+            done = rows[-1 - len(a.variants.split(",")):]
+            print(name, i, " ".join(f"{r_['variant']} {r_['epe']:.3f} ({r_['seconds']:.1f}s)" for r_ in done), flush=True)
         with open(a.out, "w", newline="") as f:
             wr = csv.DictWriter(f, fieldnames=list(rows[0]))
             wr.writeheader()
