@@ -12,6 +12,11 @@ at 1/4 resolution a 16 px error is a 4 px one.
 Loss terms (all means over valid pixels):
 
 * :func:`mind_loss`: ``sum_s |MIND(pool_s(warped)) - MIND(pool_s(fixed))|``;
+* :func:`warped_mind_loss`: the same with the moving image's descriptors computed
+  once and warped, ``sum_s |warp(MIND(pool_s(moving)), pool_s(flow) / s) - MIND(pool_s(fixed))|``,
+  equal to :func:`mind_loss` of the warped image where the field is locally a
+  translation by a multiple of ``s`` px, and about 7x cheaper inside an
+  optimisation loop (it needs no blur, exponential or normalisation per step);
 * :func:`diffusion`: squared forward differences of a field (px per px);
 * :func:`inverse_consistency`: ``|phi_n + phi_p o (id + phi_n)|``, zero when
   the two directions are inverses (B-SR's bi-directional fields).
@@ -23,9 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from .networks.correlation import mind_descriptor
-from .warp import compose, identity_grid
+from .warp import compose, identity_grid, warp
 
-__all__ = ["inside_mask", "mind_descriptors", "mind_loss", "diffusion", "inverse_consistency"]
+__all__ = ["inside_mask", "mind_descriptors", "mind_loss", "warped_mind_loss", "diffusion", "inverse_consistency"]
 
 
 def inside_mask(flow: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
@@ -71,6 +76,26 @@ def mind_loss(warped: torch.Tensor, fixed: torch.Tensor, mask: torch.Tensor | No
         m = (_pool(mask, s) > 0.999).to(warped.dtype)
         da = mind_descriptor(_pool(warped, s), sigma=sigma, dist=dist)
         total = total + _masked_mean((da - db).abs(), m)
+    return total
+
+
+def warped_mind_loss(moving_descriptors: list[torch.Tensor], fixed_descriptors: list[torch.Tensor],
+                     flow: torch.Tensor, mask: torch.Tensor | None = None, scales=(1, 2, 4)) -> torch.Tensor:
+    """:func:`mind_loss` with the moving image's :func:`mind_descriptors` warped instead of recomputed.
+
+    ``flow`` (B, 2, H, W, px at full size) is average-pooled to each scale and divided by it (an
+    average-pooled pixel ``j`` covers full-size pixels ``s*j .. s*j+s-1``, so a displacement of ``u``
+    px there is ``u / s`` pooled px); ``mask`` as in :func:`mind_loss`.
+    """
+    if not len(moving_descriptors) == len(fixed_descriptors) == len(scales):
+        raise ValueError(f"{len(moving_descriptors)} moving and {len(fixed_descriptors)} fixed descriptors "
+                         f"for {len(scales)} scales")
+    if mask is None:
+        mask = torch.ones_like(flow[:, :1])
+    total = flow.new_zeros(())
+    for s, mv, fx in zip(scales, moving_descriptors, fixed_descriptors):
+        m = (_pool(mask, s) > 0.999).to(flow.dtype)
+        total = total + _masked_mean((warp(mv, _pool(flow, s) / s) - fx).abs(), m)
     return total
 
 
