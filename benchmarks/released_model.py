@@ -1,15 +1,15 @@
 """The released B-SR model beside the classical registration methods, in one run.
 
     BSR_DATA=/work/shared/datasets OMP_NUM_THREADS=1 .venv/bin/python benchmarks/released_model.py \\
-        [--checkpoint PATH | --untrained] [--refine] [--pairs N] [--sets shift5_right,dilate10] \\
+        [--checkpoint PATH | --untrained] [--refine | --no-refine] [--pairs N] [--sets shift5_right,dilate10] \\
         [--sections accuracy,content,nogt,fusion,speed] [--out results/released]
 
 Methods: ``identity`` (zero field: no registration), ``phase``, ``ECC``, ``TV-L1``
 (``bsr.baselines.REGISTRATION``), ``ECC translation`` (the same ECC with a
 translation model: ``bsr.baselines.ecc_affine(..., motion="translation")``) and
 ``B-SR`` (the model's ``phi_p``; default the shipped ``bsr.load_pretrained()``,
-or ``--checkpoint`` / ``--untrained``; ``--refine`` switches on its per-pair MIND
-refinement, ``bsr.refine``). Every score drops a 10 px margin on each
+or ``--checkpoint`` / ``--untrained``; ``--refine`` / ``--no-refine`` switch its per-pair MIND
+refinement, ``bsr.refine``, on or off; default the model's own setting, on for the shipped one). Every score drops a 10 px margin on each
 side.
 
 Sections (``--sections``):
@@ -504,8 +504,8 @@ def load_model(args):
         sha_fn = getattr(pretrained, "sha256", None)
         info = {"model": what, "path": str(path.resolve()), "sha256": sha_fn(path) if sha_fn else None}
     model.eval()
-    if args.refine:
-        model.set_refine(True)
+    if args.refine is not None:
+        model.set_refine(args.refine)
     cfg = getattr(model, "config", {}) or {}
     info.update({"size": cfg.get("size"), "global_stage": cfg.get("global") is not None,
                  "refine": cfg.get("refine"),
@@ -534,8 +534,9 @@ def parse_args(argv=None):
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="a B-SR checkpoint (bsr.checkpoint.load_checkpoint) instead of the shipped one")
     src.add_argument("--untrained", action="store_true", help="a random bsr.model.BSR() (to try the script)")
-    ap.add_argument("--refine", action="store_true",
-                    help="switch on the model's per-pair MIND refinement (bsr.refine; model option refine)")
+    ap.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                    help="switch the model's per-pair MIND refinement (bsr.refine; model option refine) on or off; "
+                         "default: the model's own setting (on for the shipped model)")
     ap.add_argument("--pairs", type=int, default=None,
                     help="first N pairs of every dataset (RoadScene test split, TNO, M3FD); default all")
     ap.add_argument("--sets", type=lambda s: _csv_list(s, benchsets.SETS, "set"), default=list(benchsets.SETS),

@@ -11,8 +11,9 @@ __version__ = "0.1.0"
 
 
 def load_pretrained(name=None, map_location="cpu", refine=None):
-    """The shipped model (default: the RoadScene-trained one) in eval mode; ``refine=True`` switches on
-    the per-pair MIND refinement (:mod:`bsr.refine`); see :mod:`bsr.pretrained`."""
+    """The shipped model (default: the RoadScene-trained one) in eval mode, with its per-pair MIND
+    refinement (:mod:`bsr.refine`) on; ``refine=False`` switches it off, ``True`` or a dict of settings
+    sets it; see :mod:`bsr.pretrained`."""
     from .pretrained import load_pretrained as _load
 
     return _load(name, map_location=map_location, refine=refine)

@@ -277,9 +277,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="checkpoint written by `bsr train` (final.pt); default: the shipped model")
     ap.add_argument("--method", default=None,
                     help='a classical pipeline instead of a model, e.g. "ECC + GFF" (bsr.baselines.COMBINATIONS)')
-    ap.add_argument("--refine", action="store_true",
-                    help="fit a residual field to each pair by MIND after the model's fields (bsr.refine; "
-                         "about 5-6 s a RoadScene pair on one thread, against 0.1 s without; docs/model_card.md)")
+    ap.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                    help="fit (or, --no-refine, do not fit) a residual field to each pair by MIND after the model's "
+                         "global and local fields (bsr.refine); default: the model's own setting, on for the shipped "
+                         "model (about 0.6 s more a RoadScene pair on one thread; docs/model_card.md)")
     ap.add_argument("ir", help="IR image, or a folder of IR images")
     ap.add_argument("vis", help="visible image, or a folder of visible images (paired by stem)")
     ap.add_argument("-o", "--output", required=True, help="fused image path (pair) or output folder (folders)")
@@ -295,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.method is not None and args.checkpoint is not None:
         raise ValueError("--method and --checkpoint exclude each other; give one (neither: the shipped model)")
-    if args.method is not None and args.refine:
-        raise ValueError("--refine refines a model's fields; it does not apply to --method")
+    if args.method is not None and args.refine is not None:
+        raise ValueError(f"--{'' if args.refine else 'no-'}refine is a model's setting; it does not apply to --method")
     method = _method_name(args.method) if args.method is not None else None
     check_tiling(args.tile, args.tile_overlap)
     tiling = {"tile": args.tile, "overlap": args.tile_overlap}
@@ -320,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         import bsr
 
         model = bsr.load_pretrained(map_location=resolve_device(args.device))
-    if args.refine:
-        model.set_refine(True)
+    if args.refine is not None:
+        model.set_refine(args.refine)
 
     if ir.is_file():
         if out.suffix.lower() not in IMAGE_SUFFIXES:

@@ -23,6 +23,7 @@ from .datasets.readers import file_sha256
 from .io import atomic_path
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from .model import BSR
+from .refine import Refiner
 
 __all__ = ["MODELS", "DEFAULT", "load_pretrained", "weights_path", "verified_path", "sha256", "assemble"]
 
@@ -31,9 +32,9 @@ DEFAULT = "roadscene"
 MODELS: dict[str, dict] = {
     "roadscene": {
         "file": "bsr_roadscene.pt",
-        "sha256": "6bbb53120f997538b0346ba18b48ed9c1c46840fbd6bbd9e30d07d0ccd62c495",
-        "about": "registration: the global ECC affine stage (local U-Net refinement shipped but off: it measured "
-                 "worse on validation, docs/model_card.md); fusion: a CPU-sized auto-encoder (12.8 k parameters) "
+        "sha256": "3c57127ded84577cfe4dc528e10575aa721388ec7841ff95f54473bef9430c88",
+        "about": "registration: the global ECC affine stage, then a per-pair MIND refinement (bsr.refine; the "
+                 "local U-Net ships switched off: it measured worse on validation, docs/model_card.md); fusion: a CPU-sized auto-encoder (12.8 k parameters) "
                  "trained on aligned RoadScene train pairs",
     },
 }
@@ -59,9 +60,10 @@ def load_pretrained(name: str | None = None, map_location="cpu", refine=None) ->
 
     ``model.register(ir, vis)`` returns ``(phi_p, phi_n)``; ``model.fuse(ir, vis)``
     returns ``(fused, ir_registered, phi_p)``; :func:`bsr.fuse.fuse_pair` takes it.
-    ``refine`` (``True`` or a dict of :class:`bsr.refine.Refiner` settings) switches on the
-    per-pair MIND refinement (on one thread about 5-6 s per RoadScene pair; docs/model_card.md);
-    ``None`` keeps the shipped setting.
+    ``refine``: ``None`` keeps the shipped setting (the ``roadscene`` model: the per-pair MIND
+    refinement on, about 0.6 s per RoadScene pair on one thread; docs/model_card.md); ``False``
+    switches it off (the global stage alone, about 0.1 s); ``True`` or a dict of
+    :class:`bsr.refine.Refiner` settings sets it.
     """
     model = load_checkpoint(verified_path(name), map_location=map_location)
     if refine is not None:
@@ -81,12 +83,13 @@ def verified_path(name: str | None = None) -> Path:
 
 
 def assemble(unet_path, ae_checkpoint, out, global_stage: dict | None = None, local: bool = True,
-             local_grid: int | None = None) -> Path:
+             local_grid: int | None = None, refine=None) -> Path:
     """Write a shipped-model checkpoint: the U-Net of ``unet_path`` (``bsr.training.pretrain``'s or
     ``bsr.training.after_global``'s ``unet.pt`` or ``last.pt``, or a shipped model's file), the
     auto-encoder of ``ae_checkpoint`` (a :mod:`bsr.training` checkpoint, or a shipped model's file), the
     ``global_stage`` config, the ``local`` switch (model option ``local``) and ``local_grid`` (default: the
-    one the U-Net was trained with)."""
+    one the U-Net was trained with) and ``refine`` (model option ``refine``: ``None``/``False``, ``True`` or a
+    dict of :class:`bsr.refine.Refiner` settings)."""
     u = torch.load(unet_path, map_location="cpu", weights_only=True)
     if isinstance(u, dict) and u.get("format") == CHECKPOINT_FORMAT:   # a shipped model: its U-Net
         donor = load_checkpoint(unet_path)
@@ -107,6 +110,8 @@ def assemble(unet_path, ae_checkpoint, out, global_stage: dict | None = None, lo
     cfg["global"] = copy.deepcopy(global_stage)
     cfg["local"] = bool(local)
     cfg["local_grid"] = local_grid
+    refiner = Refiner.from_config(refine)
+    cfg["refine"] = None if refiner is None else refiner.to_config()
     model = BSR(cfg)
     model.unet.load_state_dict(u["unet"])
     model.ae.load_state_dict(ae_model.ae.state_dict())

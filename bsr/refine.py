@@ -32,6 +32,7 @@ written here on the package's own warp and similarity.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,10 @@ class Refiner:
     experiments/NOTES.md, section 15 (section 11 had a grid of 16 px and 60 steps at lr 0.5).
     ``warp_descriptors``: warp the IR's MIND descriptors (default, section 17) or recompute MIND on
     the warped IR at each step (``False``: the setting of sections 11-16).
+    ``max_side``: a pair whose longer side exceeds it is fitted on a copy reduced by the smallest
+    whole factor that brings it within (``None``: always at full size), with the same control points
+    and the steps, margin and smoothness kept in px of the image; the fit's time and memory grow with
+    the pixel count (2048 px: about 9 s and 1 GB on one thread for 1920 x 1080, which runs at full size).
     """
 
     grid: int = 32
@@ -60,8 +65,12 @@ class Refiner:
     margin: float = 2.0
     scales: tuple[int, ...] = (1, 2, 4)
     warp_descriptors: bool = True
+    max_side: int | None = 2048
 
     def __post_init__(self):
+        m = self.max_side
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 16):
+            raise ValueError(f"refine option 'max_side' must be null or a whole number of px, at least 16; got {m!r}")
         if not isinstance(self.warp_descriptors, bool):
             raise ValueError(f"refine option 'warp_descriptors' must be true or false; got {self.warp_descriptors!r}")
         for name, low, what in (("grid", 2, "a whole number of px, at least 2"), ("steps", 1, "a positive whole number")):
@@ -108,28 +117,43 @@ class Refiner:
 
     def _fit(self, ir, vis, phi) -> torch.Tensor:
         h, w = ir.shape[-2:]
-        g = torch.zeros(1, 2, max(h // self.grid, 2), max(w // self.grid, 2), device=ir.device,
-                        requires_grad=True)
-        opt = torch.optim.Adam([g], lr=self.lr)
+        cells = (max(h // self.grid, 2), max(w // self.grid, 2))
+        f = 1 if self.max_side is None else math.ceil(max(h, w) / self.max_side)
+        if f == 1:
+            return self._upsample(self._fit_grid(ir, vis, phi, cells, 1.0), (h, w))
+        # a reduced copy; align_corners=True keeps the corner pixels' centres (and so the control points) in place
+        hr, wr = max(math.ceil(h / f), 2), max(math.ceil(w / f), 2)
+        scale = torch.tensor([(w - 1) / (wr - 1), (h - 1) / (hr - 1)], device=ir.device).view(1, 2, 1, 1)
+
+        def reduce(x):
+            return F.interpolate(x, size=(hr, wr), mode="bilinear", align_corners=True, antialias=True)
+
+        g = self._fit_grid(reduce(ir), reduce(vis), reduce(phi) / scale, cells, float(scale.mean()))
+        return self._upsample(g * scale, (h, w))
+
+    @staticmethod
+    def _upsample(grid, size):
+        return F.interpolate(grid, size=size, mode="bilinear", align_corners=True)
+
+    def _fit_grid(self, ir, vis, phi, cells, s: float) -> torch.Tensor:
+        """The control grid (1, 2, *cells), px of ``ir``, fitted at a resolution ``s`` times below the pair's."""
+        size = ir.shape[-2:]
+        g = torch.zeros(1, 2, *cells, device=ir.device, requires_grad=True)
+        opt = torch.optim.Adam([g], lr=self.lr / s)
         fixed = mind_descriptors(vis, self.scales)
         moving = mind_descriptors(ir, self.scales) if self.warp_descriptors else None
-
-        def upsample(grid):
-            return F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=True)
-
         for _ in range(self.steps):
             opt.zero_grad()
-            full = compose(phi, upsample(g))
-            mask = inside_mask(full.detach(), self.margin)
+            full = compose(phi, self._upsample(g, size))
+            mask = inside_mask(full.detach(), self.margin / s)
             if moving is not None:
                 loss = warped_mind_loss(moving, fixed, full, mask, self.scales)
             else:
                 loss = mind_loss(warp(ir, full), vis, mask, scales=self.scales, fixed_descriptors=fixed)
-            loss = loss + self.smooth * diffusion(g)
+            loss = loss + self.smooth * s * s * diffusion(g)   # diffusion of g / s is that of g over s^2
             loss.backward()
             opt.step()
-        with torch.no_grad():
-            return upsample(g)
+        return g.detach()
 
     def __call__(self, ir: torch.Tensor, vis: torch.Tensor, phi_p: torch.Tensor,
                  phi_n: torch.Tensor | None = None):

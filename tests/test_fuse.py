@@ -457,27 +457,33 @@ def test_strip_conversions_match_whole_image(tmp_path, monkeypatch):
 
 
 def test_cli_refine(tmp_path, capsys):
-    """``--refine`` fits the field to the pair: a model whose own field is zero then finds the (3, 2) px shift."""
+    """``--refine`` fits the field to the pair: a model whose own field is zero then finds the (3, 2) px shift.
+    A model saved with the refinement on (as the shipped one) refines by default; ``--no-refine`` skips it."""
     model = BSR(model_config("quick", local=False))
     ck = save_checkpoint(tmp_path / "zero.pt", model, TrainConfig(), step=0, phase=1)
+    model.set_refine(True)
+    ck_on = save_checkpoint(tmp_path / "zero_refine.pt", model, TrainConfig(), step=0, phase=1)
     rng = np.random.default_rng(15)
     ir, vis = _textured(rng, 64, 80)
     _write_pair(tmp_path, ir, vis)
     flows = []
-    for extra in ([], ["--refine"]):
+    for path, extra in ((ck, []), (ck, ["--refine"]), (ck_on, []), (ck_on, ["--no-refine"])):
         out = tmp_path / f"f{len(flows)}.png"
-        assert cli.main(["fuse", "--checkpoint", str(ck), str(tmp_path / "ir.png"), str(tmp_path / "vis.png"),
+        assert cli.main(["fuse", "--checkpoint", str(path), str(tmp_path / "ir.png"), str(tmp_path / "vis.png"),
                          "-o", str(out), "--save-flow", *extra]) == 0
         with np.load(tmp_path / f"{out.stem}_flow.npz") as z:
             flows.append(z["flow"])
-    assert np.abs(flows[0]).max() == 0.0
-    inner = np.median(flows[1][:, 8:-8, 8:-8], axis=(1, 2))
-    assert np.abs(inner - [3.0, 2.0]).max() < 0.5, inner
-    rc = cli.main(["fuse", "--method", "ECC + GFF", "--refine", str(tmp_path / "ir.png"), str(tmp_path / "vis.png"),
-                   "-o", str(tmp_path / "m.png")])
-    err = capsys.readouterr().err
-    assert rc == 1 and "--refine" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "m.png").exists()
+    for f in (flows[0], flows[3]):
+        assert np.abs(f).max() == 0.0
+    for f in (flows[1], flows[2]):
+        inner = np.median(f[:, 8:-8, 8:-8], axis=(1, 2))
+        assert np.abs(inner - [3.0, 2.0]).max() < 0.5, inner
+    for flag in ("--refine", "--no-refine"):
+        rc = cli.main(["fuse", "--method", "ECC + GFF", flag, str(tmp_path / "ir.png"), str(tmp_path / "vis.png"),
+                       "-o", str(tmp_path / "m.png")])
+        err = capsys.readouterr().err
+        assert rc == 1 and flag in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "m.png").exists()
 
 
 def test_tiled_refinement_runs_on_the_whole_image():

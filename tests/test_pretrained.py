@@ -23,6 +23,14 @@ def test_shipped_weights_load_with_their_checksum():
     assert phi_p.shape == phi_n.shape == (1, 2, 64, 80)
 
 
+def test_the_shipped_model_refines_unless_told_not_to():
+    from bsr.refine import Refiner
+
+    assert bsr.load_pretrained().refiner == Refiner()
+    assert bsr.load_pretrained(refine=False).refiner is None
+    assert bsr.load_pretrained(refine={"steps": 5}).refiner == Refiner(steps=5)
+
+
 def test_a_damaged_file_is_refused(tmp_path, monkeypatch):
     bad = tmp_path / "weights" / "bsr_roadscene.pt"
     bad.parent.mkdir()
@@ -81,3 +89,16 @@ def test_assemble_takes_the_unet_from_a_shipped_file_and_the_auto_encoder_from_a
     assert all(torch.equal(a, b) for a, b in zip(m.ae.state_dict().values(), other.ae.state_dict().values()))
     assert not all(torch.equal(a, b) for a, b in zip(m.ae.state_dict().values(), shipped.ae.state_dict().values()))
     assert m.config["global"] == shipped.config["global"] and not m.use_local
+
+
+def test_assemble_sets_the_refinement(tmp_path):
+    """``refine`` goes into the written file's config; without it the file has none, whatever the donors had."""
+    from bsr.checkpoint import load_checkpoint
+    from bsr.refine import Refiner
+
+    g = bsr.load_pretrained().config["global"]
+    on = load_checkpoint(pretrained.assemble(pretrained.verified_path(), pretrained.verified_path(), tmp_path / "a.pt",
+                                             g, local=False, refine=True))
+    assert on.refiner == Refiner() and on.config["refine"] == Refiner().to_config()
+    off = load_checkpoint(pretrained.assemble(tmp_path / "a.pt", tmp_path / "a.pt", tmp_path / "b.pt", g, local=False))
+    assert off.refiner is None

@@ -146,3 +146,22 @@ def test_both_descriptor_paths_recover_a_shift(warp_descriptors):
 def test_warp_descriptors_must_be_a_bool():
     with pytest.raises(ValueError, match="true or false"):
         Refiner(warp_descriptors="yes")
+
+
+def test_a_large_pair_is_fitted_on_a_reduced_copy_in_px_of_the_image():
+    """Over ``max_side`` the fit runs on a copy reduced 3 times (96 x 120 -> 32 x 40) and its residual is
+    returned at full size in full-size px: it still finds the (3, -2) px shift; within ``max_side`` the
+    result is that of a fit without the option."""
+    ir, vis = _pair(9, 96, 120)
+    mis, gt = simulate.shift(ir, 3.0, -2.0)
+    zero = torch.zeros_like(gt)
+    reduced = Refiner(grid=12, steps=80, max_side=48).residual(mis, vis, zero)
+    assert reduced.shape == gt.shape and _epe(reduced, gt, 12) < 0.5
+    small = Refiner(grid=12, steps=10, max_side=120).residual(mis, vis, zero)
+    torch.testing.assert_close(small, Refiner(grid=12, steps=10, max_side=None).residual(mis, vis, zero))
+
+
+@pytest.mark.parametrize("bad", [8, 100.0, True])
+def test_max_side_must_be_null_or_a_whole_number(bad):
+    with pytest.raises(ValueError, match="max_side"):
+        Refiner(max_side=bad)
