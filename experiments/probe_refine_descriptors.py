@@ -45,7 +45,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     variants = a.variants.split(",")
-    plain = bsr.load_pretrained()
+    plain = bsr.load_pretrained(refine=False)   # the global stage alone
     rows = []
     for name in a.sets.split(","):
         for i, it in enumerate(make_set(validation_pairs(a.pairs), name, seed=0)):

@@ -1,6 +1,6 @@
 """The released model with and without its per-pair MIND refinement (``bsr.refine``), on validation pairs.
 
-``bsr.load_pretrained()`` against ``bsr.load_pretrained(refine=True)`` (or the settings given), on the
+``bsr.load_pretrained(refine=False)`` against the refinement of the settings given, on the
 validation pairs held out of RoadScene's train split (never the test split), for sets of
 ``bsr.datasets.benchsets``. Prints the mean EPE (px, 10 px border left out) of both, and the seconds per
 pair of the refined model's ``register``.
@@ -31,7 +31,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     pairs = validation_pairs(a.pairs)
-    plain = bsr.load_pretrained()
+    plain = bsr.load_pretrained(refine=False)   # the global stage alone
     refined = bsr.load_pretrained(refine={"steps": a.steps, "lr": a.lr, "grid": a.grid, "smooth": a.smooth})
     print(f"{len(pairs)} validation pairs; refine {refined.config['refine']}; mean EPE px, released -> refined")
     for name in a.sets.split(","):
