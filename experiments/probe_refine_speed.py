@@ -1,4 +1,4 @@
-"""Settings of the per-pair MIND refinement (``bsr.refine``) compared on validation pairs (experiments/NOTES.md, 15).
+"""Settings of the per-pair MIND refinement (``bsr.refine``) compared on validation pairs (experiments/NOTES.md, 15, 17).
 
 The released model's global field is computed once per item; each refinement variant then fits its
 residual to it (``bsr.refine.Refiner``). Per item it records the mean EPE (px, 10 px border left out),
@@ -6,6 +6,11 @@ the seconds of the fit on one thread, the MIND loss of the pair before and after
 1, 2, 4 at full size, over the pixels whose whole field samples inside the IR) and the mean size of
 the residual, so that a gate on those can be scored afterwards from the CSV. Validation pairs held
 out of RoadScene's train split only (never the test split).
+
+Section 15's variants recompute MIND on the warped IR at every step (``warp_descriptors=False``, the
+computation of that time); section 17's warp the IR's descriptors instead (``Refiner()``'s default):
+
+    ... probe_refine_speed.py --variants image,descriptor,descriptor60,descriptor_g24 --out runs/refine_desc.csv
 
     BSR_DATA=../shared/datasets OMP_NUM_THREADS=1 .venv/bin/python experiments/probe_refine_speed.py \\
         [--pairs 16] [--sets shift5_right,dilate10] --out runs/refine_speed_a.csv
@@ -27,13 +32,20 @@ from bsr.similarity import inside_mask, mind_loss
 from bsr.warp import compose, warp
 from probe_global_stage import MARGIN, validation_pairs   # (same folder)
 
+_RECOMPUTED = {"warp_descriptors": False}
 VARIANTS = {
-    "full": Refiner(grid=16, steps=60, lr=0.5),         # section 11's settings
-    "steps30": Refiner(grid=16, steps=30, lr=1.0),
-    "grid32_30": Refiner(grid=32, steps=30, lr=1.0),
-    "grid24_30": Refiner(grid=24, steps=30, lr=1.0),
-    "grid32_60": Refiner(grid=32, steps=60, lr=0.5),
-    "grid48_30": Refiner(grid=48, steps=30, lr=1.0),
+    # section 15
+    "full": Refiner(grid=16, steps=60, lr=0.5, **_RECOMPUTED),         # section 11's settings
+    "steps30": Refiner(grid=16, steps=30, lr=1.0, **_RECOMPUTED),
+    "grid32_30": Refiner(grid=32, steps=30, lr=1.0, **_RECOMPUTED),
+    "grid24_30": Refiner(grid=24, steps=30, lr=1.0, **_RECOMPUTED),
+    "grid32_60": Refiner(grid=32, steps=60, lr=0.5, **_RECOMPUTED),
+    "grid48_30": Refiner(grid=48, steps=30, lr=1.0, **_RECOMPUTED),
+    # section 17: "image" is grid32_30 again, beside the warped descriptors
+    "image": Refiner(**_RECOMPUTED),
+    "descriptor": Refiner(),
+    "descriptor60": Refiner(steps=60, lr=0.5),
+    "descriptor_g24": Refiner(grid=24),
 }
 
 
