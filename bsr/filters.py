@@ -9,7 +9,8 @@ All functions take (B, C, H, W) tensors and work channel by channel.
   integer kernel (8x larger), as OpenCV's ``Sobel`` and CDDFuse's code.
 * :func:`sobel_magnitude` - ``|grad|`` as the Euclidean norm ("l2",
   ``sqrt(gx^2 + gy^2 + eps)``) or the L1 norm ``|gx| + |gy|``.
-* :func:`gaussian_kernel1d`, :func:`gaussian_window` - normalised Gaussian.
+* :func:`gaussian_kernel1d`, :func:`gaussian_window` - normalised Gaussian;
+  :func:`gaussian_blur` - separable Gaussian blur, replicate border.
 * :func:`box_filter` - local mean over a k x k window (border windows are
   truncated: the mean is over the pixels inside the image).
 * :func:`ssim` - SSIM of Wang et al. (IEEE TIP 13(4), 2004), Gaussian window
@@ -20,12 +21,13 @@ All functions take (B, C, H, W) tensors and work channel by channel.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["sobel", "sobel_magnitude", "gaussian_kernel1d", "gaussian_window",
+__all__ = ["sobel", "sobel_magnitude", "gaussian_kernel1d", "gaussian_window", "gaussian_blur",
            "box_filter", "ssim"]
 
 _SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
@@ -98,6 +100,18 @@ def gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32, dev
     """Normalised 2-D Gaussian window (size, size), the outer product of two 1-D ones."""
     g = gaussian_kernel1d(size, sigma, dtype=dtype, device=device)
     return g[:, None] * g[None, :]
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of every channel (size ``2 ceil(3 sigma) + 1``), replicate border."""
+    check4(x)
+    k = gaussian_kernel1d(2 * int(math.ceil(3 * sigma)) + 1, sigma, dtype=x.dtype, device=x.device)
+    r = k.numel() // 2
+    b, c, h, w = x.shape
+    y = x.reshape(b * c, 1, h, w)
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+    return y.reshape(b, c, h, w)
 
 
 def _sep_conv_valid(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

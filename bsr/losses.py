@@ -17,6 +17,7 @@ L_nda                  Eq. 5-6: its search and loss are :mod:`bsr.nda`
 :func:`recon_loss`     L_recp, Eq. 11: 1 - SSIM + MSE
 :func:`decomposition_loss`  L_dec / L_recf, Eq. 12 (CDDFuse's form)
 :func:`fusion_loss`    L_fusion, Eq. 13 without L_dec: (intensity, gradient)
+:func:`saliency_weight`   not in the paper: the infrared share of an optional intensity target
 =====================  ==========================================================
 """
 
@@ -25,11 +26,11 @@ from __future__ import annotations
 
 import torch
 
-from .filters import check4, sobel, sobel_magnitude, ssim
+from .filters import check4, gaussian_blur, sobel, sobel_magnitude, ssim
 from .warp import check_flow
 
 __all__ = ["edge_map", "sobel_edge_loss", "epr_loss", "ss_loss", "smooth_loss", "recon_loss",
-           "correlation", "decomposition_loss", "fusion_loss"]
+           "correlation", "decomposition_loss", "saliency_weight", "fusion_loss"]
 
 
 def edge_map(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -182,11 +183,31 @@ def decomposition_loss(g_a: torch.Tensor, g_b: torch.Tensor, l_a: torch.Tensor, 
     return cc_l ** 2 / (cc_g + eps)
 
 
+def saliency_weight(ir: torch.Tensor, vis: torch.Tensor, sigma: float = 5.0,
+                    eps: float = 1e-8) -> torch.Tensor:
+    """Infrared share ``w = S_T^2 / (S_T^2 + S_V^2)`` in [0, 1], (B, C, H, W).
+
+    ``S`` is the Sobel magnitude blurred by a Gaussian of ``sigma`` px
+    (:func:`bsr.filters.gaussian_blur`): each input's local edge energy. Where
+    both are flat, ``w`` is 1/2. Not in the paper: the ``"saliency"`` intensity
+    target of :func:`fusion_loss` (``experiments/NOTES.md``, section 20).
+    """
+    for t, nm in ((ir, "ir"), (vis, "vis")):
+        check4(t, nm)
+    if ir.shape != vis.shape:
+        raise ValueError(f"shapes differ: ir {tuple(ir.shape)}, vis {tuple(vis.shape)}")
+    e_t = gaussian_blur(sobel_magnitude(ir), sigma) ** 2
+    e_v = gaussian_blur(sobel_magnitude(vis), sigma) ** 2
+    return (e_t + 0.5 * eps) / (e_t + e_v + eps)
+
+
 def fusion_loss(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
-                grad: str = "l1") -> tuple[torch.Tensor, torch.Tensor]:
+                grad: str = "l1", target: str = "max") -> tuple[torch.Tensor, torch.Tensor]:
     """L_fusion (Eq. 13) without L_dec: returns ``(l_int, l_grad)``.
 
-    ``l_int = mean |F - max(T, V)|``;
+    ``l_int = mean |F - max(T, V)|`` (``target="max"``, the paper), or
+    ``mean |F - (w T + (1 - w) V)|`` with ``w`` = :func:`saliency_weight`
+    (``target="saliency"``, computed without gradient; not in the paper);
     ``l_grad = mean | |grad F| - max(|grad T|, |grad V|) |``, grad by normalised
     Sobel, ``|grad| = |gx| + |gy|`` (``grad="l1"``, CDDFuse's form) or
     ``sqrt(gx^2 + gy^2)`` (``grad="l2"``). Per-pixel means (the 1 / (H W) of
@@ -197,7 +218,15 @@ def fusion_loss(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
         check4(t, nm)
     if not (fused.shape == ir.shape == vis.shape):
         raise ValueError(f"shapes differ: fused {tuple(fused.shape)}, ir {tuple(ir.shape)}, vis {tuple(vis.shape)}")
-    l_int = (fused - torch.maximum(ir, vis)).abs().mean()
+    if target == "max":
+        tgt = torch.maximum(ir, vis)
+    elif target == "saliency":
+        with torch.no_grad():
+            w = saliency_weight(ir, vis)
+        tgt = w * ir + (1 - w) * vis
+    else:
+        raise ValueError(f"target must be 'max' or 'saliency'; got {target!r}")
+    l_int = (fused - tgt).abs().mean()
     gf = sobel_magnitude(fused, norm=grad)
     gt = sobel_magnitude(ir, norm=grad)
     gv = sobel_magnitude(vis, norm=grad)

@@ -9,9 +9,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bsr.filters import box_filter, gaussian_window, sobel, sobel_magnitude, ssim
+from bsr.filters import box_filter, gaussian_blur, gaussian_window, sobel, sobel_magnitude, ssim
 from bsr.losses import (correlation, decomposition_loss, edge_map, epr_loss, fusion_loss, recon_loss,
-                        smooth_loss, sobel_edge_loss, ss_loss)
+                        saliency_weight, smooth_loss, sobel_edge_loss, ss_loss)
+from bsr.objective import LossConfig
 from bsr.nda import nda_loss
 from bsr.pdg import seam_mask
 from bsr.datasets.simulate import shift
@@ -158,6 +159,56 @@ def test_fusion_loss():
     assert l_int2.item() == pytest.approx(0.1, rel=1e-5)
     _, lg = fusion_loss(ir, ir, torch.zeros_like(ir), grad="l2")
     assert lg.item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_gaussian_blur():
+    x = torch.full((1, 2, 9, 11), 0.3)
+    assert torch.allclose(gaussian_blur(x, 2.0), x)                  # constants stay
+    d = torch.zeros(1, 1, 41, 41)
+    d[0, 0, 20, 20] = 1.0
+    y = gaussian_blur(d, 2.0)
+    assert y.sum().item() == pytest.approx(1.0, rel=1e-5)            # mass kept away from borders
+    assert y[0, 0, 20, 20] == y.max() and torch.allclose(y, y.flip(-1)) and torch.allclose(y, y.transpose(-1, -2))
+    # the variance of the blurred impulse is sigma^2 along each axis (less 1 %: the kernel ends at 3 sigma)
+    t = torch.arange(41.0) - 20
+    assert (y[0, 0].sum(0) * t * t).sum().item() == pytest.approx(4.0 * 0.99, rel=5e-3)
+
+
+def test_saliency_weight():
+    g = torch.Generator().manual_seed(0)
+    tex = torch.rand(1, 1, 48, 48, generator=g)
+    flat = torch.full_like(tex, 0.4)
+    w = saliency_weight(tex, flat)
+    assert w.min().item() > 0.99                                     # textured infrared, flat visible
+    assert torch.allclose(saliency_weight(flat, flat), torch.full_like(tex, 0.5))
+    other = torch.rand(1, 1, 48, 48, generator=g)
+    assert torch.allclose(saliency_weight(tex, other) + saliency_weight(other, tex), torch.ones_like(tex), atol=1e-6)
+    # half the visible image textured: the infrared share drops there and only there
+    half = torch.cat([other[..., :24], flat[..., 24:]], -1)
+    w2 = saliency_weight(tex, half)
+    assert w2[..., 40:].min().item() > 0.99 and w2[..., :8].max().item() < 0.9
+    with pytest.raises(ValueError, match="shapes differ"):
+        saliency_weight(tex, tex[..., :40])
+
+
+def test_fusion_loss_saliency_target():
+    g = torch.Generator().manual_seed(0)
+    tex = torch.rand(1, 1, 48, 48, generator=g)
+    flat = torch.full_like(tex, 0.9)                                  # brighter but featureless visible
+    # the max target follows the brighter input; the saliency target the textured one
+    assert fusion_loss(tex, tex, flat, target="saliency")[0].item() < 0.01
+    assert fusion_loss(tex, tex, flat, target="max")[0].item() > 0.3
+    assert fusion_loss(flat, tex, flat, target="max")[0].item() < 0.01
+    # the weight carries no gradient: with F = 0 below the target, d l_int / d ir is w / N only
+    ir = tex.clone().requires_grad_()
+    fused = torch.zeros_like(tex)
+    fusion_loss(fused, ir, flat, target="saliency")[0].backward()
+    w = saliency_weight(tex, flat)
+    assert torch.allclose(ir.grad, w / tex.numel(), atol=1e-9)
+    with pytest.raises(ValueError, match="target must be"):
+        fusion_loss(tex, tex, flat, target="mean")
+    with pytest.raises(ValueError, match="fusion_target"):
+        LossConfig(fusion_target="mean")
 
 
 # ----------------------------------------------------------------------------- gradients

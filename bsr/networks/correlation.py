@@ -25,12 +25,11 @@ q - d, so the network reads ``phi_n(q) ~ -d`` off a neighbouring pixel.
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 
-from ..filters import box_filter, gaussian_kernel1d, sobel_magnitude
+from ..filters import box_filter, gaussian_blur, sobel_magnitude
 
 __all__ = ["edge_cost_volume", "mind_descriptor", "mind_cost_volume", "cost_volume",
            "cost_volume_channels", "soft_argmax"]
@@ -85,17 +84,6 @@ def edge_cost_volume(ir: torch.Tensor, vis: torch.Tensor, radius: int = 3, level
         return (cov / torch.sqrt(var_v * var_s + eps * eps)).clamp(-1.0, 1.0)
 
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of every channel, replicate border."""
-    k = gaussian_kernel1d(2 * int(math.ceil(3 * sigma)) + 1, sigma, dtype=x.dtype, device=x.device)
-    r = k.numel() // 2
-    b, c, h, w = x.shape
-    y = x.reshape(b * c, 1, h, w)
-    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
-    return y.reshape(b, c, h, w)
-
-
 def mind_descriptor(x: torch.Tensor, sigma: float = 1.5, dist: int = 2) -> torch.Tensor:
     """MIND (Heinrich et al., Medical Image Analysis 2012), 4-neighbourhood: (B, 4, H, W).
 
@@ -110,7 +98,7 @@ def mind_descriptor(x: torch.Tensor, sigma: float = 1.5, dist: int = 2) -> torch
     # x(p + r_i), replicate border, r_i = (dx, dy): (+dist, 0), (-dist, 0), (0, +dist), (0, -dist)
     copies = torch.cat([pad[..., dist + dy:dist + dy + h, dist + dx:dist + dx + w]
                         for dx, dy in ((dist, 0), (-dist, 0), (0, dist), (0, -dist))], 1)   # (B, 4, H, W)
-    d = _blur((x - copies) ** 2, sigma)
+    d = gaussian_blur((x - copies) ** 2, sigma)
     v = d.mean(1, keepdim=True).clamp_min(1e-6)
     m = torch.exp(-d / v)
     return m / m.amax(1, keepdim=True)
