@@ -32,6 +32,7 @@ import torch
 
 import bsr
 from bsr.datasets.benchsets import make_set
+from bsr.global_stage import affine_field, fit_affine
 from bsr.metrics.registration import endpoint_error
 from bsr.refine import Refiner
 from bsr.similarity import inside_mask, mind_loss
@@ -49,14 +50,9 @@ class AffinePart:
         self.refiner, self.local = refiner, local
 
     def residual(self, ir, vis, phi):
-        r = self.refiner.residual(ir, vis, phi)[0].double()
-        h, w = r.shape[-2:]
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, dtype=r.dtype), torch.linspace(-1, 1, w, dtype=r.dtype),
-                                indexing="ij")
-        a = torch.stack((torch.ones_like(xs), xs, ys), -1).reshape(-1, 3)
-        fit = a @ torch.linalg.lstsq(a, r.reshape(2, -1).T).solution
-        fit = fit.T.reshape(1, 2, h, w)
-        return (fit + self.local * (r - fit)).float()
+        r = self.refiner.residual(ir, vis, phi)
+        fit = affine_field(fit_affine(r), *r.shape[-2:])
+        return fit + self.local * (r - fit)
 
 
 VARIANTS = {

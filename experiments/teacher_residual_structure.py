@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from bsr.global_stage import affine_field, fit_affine
 from bsr.training.after_global import build_pool, resolve
 from bsr.training.pretrain import _split
 
@@ -32,12 +33,9 @@ GRID = (32, 48)
 
 def affine_share(r: torch.Tensor) -> float:
     """Share of the sum of squares of ``r`` (2, h, w) explained by a least-squares affine field."""
-    h, w = r.shape[-2:]
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
-    a = torch.stack((torch.ones_like(xs), xs, ys), -1).reshape(-1, 3).double()
-    b = r.reshape(2, -1).T.double()
-    fit = a @ torch.linalg.lstsq(a, b).solution
-    return float(1 - ((b - fit) ** 2).sum() / (b ** 2).sum().clamp_min(1e-12))
+    r = r[None].double()
+    fit = affine_field(fit_affine(r), *r.shape[-2:], dtype=torch.float64)
+    return float(1 - ((r - fit) ** 2).sum() / (r ** 2).sum().clamp_min(1e-12))
 
 
 def main() -> None:
