@@ -183,6 +183,9 @@ def decomposition_loss(g_a: torch.Tensor, g_b: torch.Tensor, l_a: torch.Tensor, 
     return cc_l ** 2 / (cc_g + eps)
 
 
+FUSION_TARGETS = ("max", "saliency", "two_scale")
+
+
 def saliency_weight(ir: torch.Tensor, vis: torch.Tensor, sigma: float = 5.0,
                     eps: float = 1e-8) -> torch.Tensor:
     """Infrared share ``w = S_T^2 / (S_T^2 + S_V^2)`` in [0, 1], (B, C, H, W).
@@ -190,7 +193,7 @@ def saliency_weight(ir: torch.Tensor, vis: torch.Tensor, sigma: float = 5.0,
     ``S`` is the Sobel magnitude blurred by a Gaussian of ``sigma`` px
     (:func:`bsr.filters.gaussian_blur`): each input's local edge energy. Where
     both are flat, ``w`` is 1/2. Not in the paper: the ``"saliency"`` intensity
-    target of :func:`fusion_loss` (``experiments/NOTES.md``, section 20).
+    and ``"two_scale"`` targets of :func:`fusion_loss` (``experiments/NOTES.md``, section 20).
     """
     for t, nm in ((ir, "ir"), (vis, "vis")):
         check4(t, nm)
@@ -207,7 +210,10 @@ def fusion_loss(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
 
     ``l_int = mean |F - max(T, V)|`` (``target="max"``, the paper), or
     ``mean |F - (w T + (1 - w) V)|`` with ``w`` = :func:`saliency_weight`
-    (``target="saliency"``, computed without gradient; not in the paper);
+    (``target="saliency"``, computed without gradient; not in the paper), or
+    two scales, ``max(B_T, B_V) + w D_T + (1 - w) D_V`` with ``B`` a Gaussian
+    blur of 5 px and ``D = I - B`` (``target="two_scale"``: the brighter
+    base, each input's detail by its share; not in the paper);
     ``l_grad = mean | |grad F| - max(|grad T|, |grad V|) |``, grad by normalised
     Sobel, ``|grad| = |gx| + |gy|`` (``grad="l1"``, CDDFuse's form) or
     ``sqrt(gx^2 + gy^2)`` (``grad="l2"``). Per-pixel means (the 1 / (H W) of
@@ -220,12 +226,16 @@ def fusion_loss(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
         raise ValueError(f"shapes differ: fused {tuple(fused.shape)}, ir {tuple(ir.shape)}, vis {tuple(vis.shape)}")
     if target == "max":
         tgt = torch.maximum(ir, vis)
-    elif target == "saliency":
+    elif target in ("saliency", "two_scale"):
         with torch.no_grad():
             w = saliency_weight(ir, vis)
-        tgt = w * ir + (1 - w) * vis
+        if target == "saliency":
+            tgt = w * ir + (1 - w) * vis
+        else:
+            b_t, b_v = gaussian_blur(ir, 5.0), gaussian_blur(vis, 5.0)
+            tgt = torch.maximum(b_t, b_v) + w * (ir - b_t) + (1 - w) * (vis - b_v)
     else:
-        raise ValueError(f"target must be 'max' or 'saliency'; got {target!r}")
+        raise ValueError(f"target must be one of {FUSION_TARGETS}; got {target!r}")
     l_int = (fused - tgt).abs().mean()
     gf = sobel_magnitude(fused, norm=grad)
     gt = sobel_magnitude(ir, norm=grad)

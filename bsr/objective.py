@@ -82,7 +82,7 @@ class LossConfig:
     fusion_int: float = 1.0   # intensity term of L_fusion (paper Eq. 13: 1)
     fusion_grad: float = 1.0  # gradient term of L_fusion (paper Eq. 13: 1; CDDFuse uses 10)
     fusion_dec: float = 1.0   # L_dec in L_fusion
-    fusion_target: str = "max"  # L_int target: "max" (paper Eq. 13) | "saliency" (bsr.losses.saliency_weight)
+    fusion_target: str = "max"  # L_int target: "max" (paper Eq. 13) | "saliency" | "two_scale" (bsr.losses.fusion_loss)
     # -- the paper's loss parameters
     w1: float = 5.0           # L1 weight in L_ss (paper)
     w2: float = 1.0           # L2 weight in L_ss (paper)
@@ -119,8 +119,8 @@ class LossConfig:
     def __post_init__(self):
         if self.alignment not in ALIGNMENTS:
             raise ValueError(f"loss.alignment must be one of {ALIGNMENTS}; got {self.alignment!r}")
-        if self.fusion_target not in ("max", "saliency"):
-            raise ValueError(f"loss.fusion_target must be 'max' or 'saliency'; got {self.fusion_target!r}")
+        if self.fusion_target not in losses.FUSION_TARGETS:
+            raise ValueError(f"loss.fusion_target must be one of {losses.FUSION_TARGETS}; got {self.fusion_target!r}")
         if self.nda_targets not in ("precomputed", "search"):
             raise ValueError(f"loss.nda_targets must be 'precomputed' or 'search'; got {self.nda_targets!r}")
         if self.nda_form not in NDA_FORMS:

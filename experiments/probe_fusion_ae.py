@@ -19,7 +19,7 @@ Pairs (never RoadScene's test split, which the released figures report):
 Usage::
 
     BSR_DATA=../shared/datasets OMP_NUM_THREADS=1 python experiments/probe_fusion_ae.py \
-        [--model NAME=CHECKPOINT ...]   # default: the shipped model only
+        [--model NAME=CHECKPOINT ...] [--out per_pair.csv]   # default: the shipped model only
 
 ``CHECKPOINT`` is a :mod:`bsr.training` checkpoint (``final.pt``) or a shipped
 model's file; ``shipped`` names :func:`bsr.load_pretrained`.
@@ -74,6 +74,7 @@ def main(argv=None) -> pd.DataFrame:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", help="also write the per-pair metrics to this CSV")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = {"shipped": bsr.load_pretrained()}
@@ -96,6 +97,8 @@ def main(argv=None) -> pd.DataFrame:
     table = df.groupby(["set", "method"], sort=False)[[*METRICS, "seconds"]].mean()
     with pd.option_context("display.width", 250, "display.max_columns", 20, "display.precision", 4):
         print(table)
+    if args.out:
+        df.to_csv(args.out, index=False)
     return df
 
 

@@ -205,6 +205,14 @@ def test_fusion_loss_saliency_target():
     fusion_loss(fused, ir, flat, target="saliency")[0].backward()
     w = saliency_weight(tex, flat)
     assert torch.allclose(ir.grad, w / tex.numel(), atol=1e-9)
+    # two scales: the brighter base (here the flat infrared), the textured input's detail
+    dim = 0.3 * tex
+    want = 0.9 + dim - gaussian_blur(dim, 5.0)
+    assert fusion_loss(want, flat, dim, target="two_scale")[0].item() < 1e-4
+    assert fusion_loss(want, flat, dim, target="max")[0].item() > 0.02          # max drops the detail
+    assert fusion_loss(want, flat, dim, target="saliency")[0].item() > 0.5      # saliency drops the brightness
+    c1, c2 = torch.full_like(tex, 0.2), torch.full_like(tex, 0.7)
+    assert fusion_loss(c2, c1, c2, target="two_scale")[0].item() < 1e-6         # constants: the max
     with pytest.raises(ValueError, match="target must be"):
         fusion_loss(tex, tex, flat, target="mean")
     with pytest.raises(ValueError, match="fusion_target"):
