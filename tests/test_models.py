@@ -46,6 +46,13 @@ def test_autoencoder_shapes_odd_size():
     gs, ls = AutoEncoder.combine(fa, fb, "sum")
     torch.testing.assert_close(gs, fa[0] + fb[0])
     torch.testing.assert_close(ls, fa[1] + fb[1])
+    # "absmax" keeps, per element, the feature of larger magnitude, sign included
+    a = (torch.tensor([[1.0, -3.0, 0.5]]), torch.tensor([[-2.0, 0.0, 4.0]]))
+    b = (torch.tensor([[-2.0, 1.0, 0.5]]), torch.tensor([[1.0, -1.0, -5.0]]))
+    gm, lm = AutoEncoder.combine(a, b, "absmax")
+    torch.testing.assert_close(gm, torch.tensor([[-2.0, -3.0, 0.5]]))
+    torch.testing.assert_close(lm, torch.tensor([[-2.0, -1.0, -5.0]]))
+    torch.testing.assert_close(AutoEncoder.combine(fa, fa, "absmax")[0], fa[0])
     with pytest.raises(ValueError, match="fusion rule"):
         AutoEncoder.combine(fa, fb, "max")
 

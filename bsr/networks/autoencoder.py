@@ -33,7 +33,7 @@ from torch.utils.checkpoint import checkpoint
 
 __all__ = ["AutoEncoder", "LayerNorm2d", "RestormerBlock", "GlobalBlock", "InvertibleBlock"]
 
-FUSION_RULES = ("sum", "mean")
+FUSION_RULES = ("sum", "mean", "absmax")
 
 
 class LayerNorm2d(nn.Module):
@@ -241,9 +241,15 @@ class AutoEncoder(nn.Module):
 
     @staticmethod
     def combine(feats_a, feats_b, rule: str = "sum"):
-        """Combine two (global, local) feature pairs by ``rule`` ("sum" | "mean")."""
+        """Combine two (global, local) feature pairs by ``rule``.
+
+        "sum" (CDDFuse's, the default) | "mean" | "absmax": per element, the feature of larger
+        magnitude (the choose-max rule of transform-domain fusion; not in the paper).
+        """
         if rule not in FUSION_RULES:
             raise ValueError(f"unknown fusion rule {rule!r}; expected one of {FUSION_RULES}")
+        if rule == "absmax":
+            return tuple(torch.where(a.abs() >= b.abs(), a, b) for a, b in zip(feats_a, feats_b))
         k = 1.0 if rule == "sum" else 0.5
         return tuple(k * (a + b) for a, b in zip(feats_a, feats_b))
 

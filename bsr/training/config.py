@@ -34,7 +34,7 @@ DEFAULT_DATA = {"name": "synthetic", "synthetic": {"n": 16, "size": [128, 128], 
 @dataclass
 class ModelSpec:
     """``size`` names a preset of :data:`bsr.model.SIZES`; ``unet``/``ae``
-    override single values of it; ``fusion_rule`` ("sum" | "mean") too."""
+    override single values of it; ``fusion_rule`` ("sum" | "mean" | "absmax") too."""
 
     size: str = "quick"
     unet: dict = field(default_factory=dict)
