@@ -30,7 +30,7 @@ from .filters import check4, gaussian_blur, sobel, sobel_magnitude, ssim
 from .warp import check_flow
 
 __all__ = ["edge_map", "sobel_edge_loss", "epr_loss", "ss_loss", "smooth_loss", "recon_loss",
-           "correlation", "decomposition_loss", "saliency_weight", "fusion_loss"]
+           "correlation", "decomposition_loss", "saliency_weight", "fusion_loss", "FUSION_TARGETS"]
 
 
 def edge_map(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

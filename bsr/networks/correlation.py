@@ -25,7 +25,6 @@ q - d, so the network reads ``phi_n(q) ~ -d`` off a neighbouring pixel.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
