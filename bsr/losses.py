@@ -212,7 +212,7 @@ def fusion_loss(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
     ``mean |F - (w T + (1 - w) V)|`` with ``w`` = :func:`saliency_weight`
     (``target="saliency"``, computed without gradient; not in the paper), or
     two scales, ``max(B_T, B_V) + w D_T + (1 - w) D_V`` with ``B`` a Gaussian
-    blur of 5 px and ``D = I - B`` (``target="two_scale"``: the brighter
+    blur of sigma 5 px and ``D = I - B`` (``target="two_scale"``: the brighter
     base, each input's detail by its share; not in the paper);
     ``l_grad = mean | |grad F| - max(|grad T|, |grad V|) |``, grad by normalised
     Sobel, ``|grad| = |gx| + |gy|`` (``grad="l1"``, CDDFuse's form) or

@@ -12,7 +12,9 @@ network can carry a fusion of that quality.
 L_fusion in place of Eq. 13's maxima (intensity ``|F - GFF|``, gradient ``| |grad F| - |grad GFF| |``, the
 same weights). This is a diagnostic, not a method: it asks whether the decoder, fed the summed features
 of the two inputs, can learn a fusion of GFF's quality when told what it is. Score the result with
-``probe_fusion_ae.py --model gff_teacher=OUT/final.pt``.
+``probe_fusion_ae.py --model gff_teacher=OUT/final.pt``. Phase 1 does not use L_fusion, so the run may
+start from another run of the recipe: copy its ``phase1.pt`` to ``OUT/last.pt`` (and ``OUT/phase1.pt``),
+its first 801 lines of ``log.csv`` to ``OUT/log.csv``, and pass ``--resume`` (section 21 did so).
 
     BSR_DATA=../shared/datasets OMP_NUM_THREADS=1 python experiments/probe_gff_teacher.py --capacity runs/ae_roadscene/phase1.pt
     BSR_DATA=../shared/datasets OMP_NUM_THREADS=1 python experiments/probe_gff_teacher.py \\

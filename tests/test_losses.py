@@ -169,9 +169,12 @@ def test_gaussian_blur():
     y = gaussian_blur(d, 2.0)
     assert y.sum().item() == pytest.approx(1.0, rel=1e-5)            # mass kept away from borders
     assert y[0, 0, 20, 20] == y.max() and torch.allclose(y, y.flip(-1)) and torch.allclose(y, y.transpose(-1, -2))
-    # the variance of the blurred impulse is sigma^2 along each axis (less 1 %: the kernel ends at 3 sigma)
+    # the variance of the blurred impulse is that of the 13-tap Gaussian of sigma 2 cut at 3 sigma
     t = torch.arange(41.0) - 20
-    assert (y[0, 0].sum(0) * t * t).sum().item() == pytest.approx(4.0 * 0.99, rel=5e-3)
+    k = torch.arange(13.0) - 6
+    g = torch.exp(-k * k / 8)
+    want = float((g * k * k).sum() / g.sum())                        # 3.951, 1.2 % under sigma^2
+    assert (y[0, 0].sum(0) * t * t).sum().item() == pytest.approx(want, rel=1e-4)
 
 
 def test_saliency_weight():
@@ -187,6 +190,10 @@ def test_saliency_weight():
     half = torch.cat([other[..., :24], flat[..., 24:]], -1)
     w2 = saliency_weight(tex, half)
     assert w2[..., 40:].min().item() > 0.99 and w2[..., :8].max().item() < 0.9
+    # ramps of slopes s1, s2 (normalised Sobel: the magnitude is the slope): w = s1^2 / (s1^2 + s2^2) inside
+    x = torch.arange(64.0).expand(1, 1, 64, 64)
+    w3 = saliency_weight(0.01 * x, 0.02 * x.transpose(-1, -2))
+    assert torch.allclose(w3[..., 20:44, 20:44], torch.full((1, 1, 24, 24), 0.2), atol=1e-5)
     with pytest.raises(ValueError, match="shapes differ"):
         saliency_weight(tex, tex[..., :40])
 
@@ -200,10 +207,11 @@ def test_fusion_loss_saliency_target():
     assert fusion_loss(tex, tex, flat, target="max")[0].item() > 0.3
     assert fusion_loss(flat, tex, flat, target="max")[0].item() < 0.01
     # the weight carries no gradient: with F = 0 below the target, d l_int / d ir is w / N only
+    other = 0.1 + 0.9 * torch.rand(1, 1, 48, 48, generator=g)       # textured too: w is mid-range
     ir = tex.clone().requires_grad_()
-    fused = torch.zeros_like(tex)
-    fusion_loss(fused, ir, flat, target="saliency")[0].backward()
-    w = saliency_weight(tex, flat)
+    fusion_loss(torch.zeros_like(tex), ir, other, target="saliency")[0].backward()
+    w = saliency_weight(tex, other)
+    assert 0.2 < w.mean().item() < 0.8
     assert torch.allclose(ir.grad, w / tex.numel(), atol=1e-9)
     # two scales: the brighter base (here the flat infrared), the textured input's detail
     dim = 0.3 * tex
