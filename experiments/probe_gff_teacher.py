@@ -8,17 +8,18 @@ visible image and GFF's fusion of each aligned pair; PSNR / SSIM of each, and th
 the reconstructed GFF fusion beside GFF's own. If the reconstruction of GFF keeps most of GFF's Qabf, the
 network can carry a fusion of that quality.
 
-``--train CONFIG``: phase 2 of the recipe with GFF's fusion of each training crop as the target of
-L_fusion in place of Eq. 13's maxima (intensity ``|F - GFF|``, gradient ``| |grad F| - |grad GFF| |``, the
-same weights). This is a diagnostic, not a method: it asks whether the decoder, fed the summed features
-of the two inputs, can learn a fusion of GFF's quality when told what it is. Score the result with
-``probe_fusion_ae.py --model gff_teacher=OUT/final.pt``. Phase 1 does not use L_fusion, so the run may
-start from another run of the recipe: copy its ``phase1.pt`` to ``OUT/last.pt`` (and ``OUT/phase1.pt``),
-its first 801 lines of ``log.csv`` to ``OUT/log.csv``, and pass ``--resume`` (section 21 did so).
+``--train BSR_TRAIN_ARGS``: ``bsr train`` with those arguments, phase 2 of the recipe with GFF's fusion
+of each training crop as the target of L_fusion in place of Eq. 13's maxima (intensity ``|F - GFF|``,
+gradient ``| |grad F| - |grad GFF| |``, the same weights). This is a diagnostic, not a method: it asks
+whether the decoder, fed the summed features of the two inputs, can learn a fusion of GFF's quality when
+told what it is. Score the result with ``probe_fusion_ae.py --model gff_teacher=OUT/final.pt``. Phase 1
+does not use L_fusion, so the run may start from another run of the recipe: copy its ``phase1.pt`` to
+``OUT/last.pt`` (and ``OUT/phase1.pt``), its first 801 lines of ``log.csv`` to ``OUT/log.csv``, and pass
+``--resume`` (section 21 did so).
 
     BSR_DATA=../shared/datasets OMP_NUM_THREADS=1 python experiments/probe_gff_teacher.py --capacity runs/ae_roadscene/phase1.pt
-    BSR_DATA=../shared/datasets OMP_NUM_THREADS=1 python experiments/probe_gff_teacher.py \\
-        --train experiments/configs/roadscene_ae_gff_teacher.yaml [--resume]
+    BSR_DATA=../shared/datasets OMP_NUM_THREADS=1 python experiments/probe_gff_teacher.py --train \\
+        --config config/pretrain/roadscene_ae.yaml --out runs/ae_gff_teacher [--resume]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from bsr.checkpoint import load_checkpoint
 from bsr.filters import check4, sobel_magnitude, ssim
 from bsr.io import to_uint8
 from bsr.metrics import METRICS, fusion_metrics
-from bsr.training import train
+from bsr.training.cli import main as train_cli
 from probe_fusion_ae import pair_sets   # (same folder)
 
 
@@ -79,16 +80,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--capacity", metavar="CHECKPOINT", help="a phase-1 checkpoint of the auto-encoder")
-    g.add_argument("--train", metavar="CONFIG", help="a bsr.training config; phase 2 learns GFF's fusion")
-    ap.add_argument("--resume", action="store_true", help="resume OUT/last.pt even with a changed config")
-    a = ap.parse_args()
+    g.add_argument("--train", action="store_true",
+                   help="run `bsr train` with the arguments that follow; phase 2 learns GFF's fusion")
+    a, rest = ap.parse_known_args()
     torch.set_num_threads(1)
     np.seterr(all="ignore")
     if a.capacity:
+        if rest:
+            ap.error(f"unrecognized arguments: {' '.join(rest)}")
         capacity(a.capacity)
     else:
         bsr.objective.losses.fusion_loss = gff_target_loss   # the objective calls it through this module
-        print(train(a.train, resume=True if a.resume else "same"))
+        raise SystemExit(train_cli(rest))
 
 
 if __name__ == "__main__":
