@@ -166,13 +166,15 @@ class BSR(nn.Module):
         return {"unet": count_parameters(self.unet), "ae": count_parameters(self.ae),
                 "total": count_parameters(self)}
 
-    def set_phase(self, phase: int) -> None:
-        """Phase 1: everything trains. Phase 2: only the decoder trains
-        (registration and encoder frozen, and put in eval mode)."""
+    def set_phase(self, phase: int, train_encoder: bool = False) -> None:
+        """Phase 1: everything trains. Phase 2: only the decoder trains, the
+        registration and the encoder frozen, as in the paper; with
+        ``train_encoder`` the whole auto-encoder trains (CDDFuse's phase II)."""
         for p in self.parameters():
             p.requires_grad_(phase == 1)
         if phase == 2:
-            for m in self.ae.decoder_modules():
+            modules = [self.ae] if train_encoder else self.ae.decoder_modules()
+            for m in modules:
                 for p in m.parameters():
                     p.requires_grad_(True)
 

@@ -150,6 +150,18 @@ def test_phase2_freezes_all_but_decoder():
     assert all(p.requires_grad for p in m.parameters())
 
 
+def test_phase2_with_train_encoder_trains_the_whole_autoencoder_only():
+    m = BSR(model_config("quick"))
+    m.set_phase(2, train_encoder=True)
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in m.named_parameters() if n.startswith("ae.")}
+    encoder = {id(p) for mod in m.ae.encoder_modules() for p in mod.parameters()}
+    assert encoder and all(p.requires_grad for p in m.parameters() if id(p) in encoder)
+    ir, vis = _pair(1, 16, 16)
+    d = m.phase2(ir, vis)
+    assert d["fused"].requires_grad and d["ir_glob"].requires_grad and not d["phi_p"].requires_grad
+
+
 def test_grad_checkpoint_gives_same_gradients():
     torch.manual_seed(0)
     m = BSR(model_config("quick"))

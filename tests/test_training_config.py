@@ -83,3 +83,11 @@ def test_quarter_crops_are_tiled_by_the_pdg_grid():
     assert quarter(pdg_n=3) == (45, 75)
     assert quarter(pdg_n=4) == (44, 72)
     assert quarter(pdg_n=2, variant="V") == (45, 75)   # no PDG branch: the plain quarter
+
+
+def test_train_encoder_is_a_phase2_switch():
+    assert TrainConfig.from_dict({"phase2": {"steps": 1, "train_encoder": True}}).phase2.train_encoder
+    with pytest.raises(ValueError, match="phase 2 only"):
+        TrainConfig.from_dict({"phase1": {"steps": 1, "train_encoder": True}})
+    with pytest.raises(ValueError, match="train_encoder must be true or false"):
+        TrainConfig.from_dict({"phase2": {"steps": 1, "train_encoder": "yes"}})

@@ -138,6 +138,21 @@ def test_phase2_leaves_the_registration_network_unchanged(tmp_path):
     assert any(not torch.equal(a[k], b[k]) for k in a if k not in unet)
 
 
+def test_phase2_train_encoder_changes_the_encoder_and_not_the_unet(tmp_path):
+    """phase2.train_encoder: the encoder's weights after phase 2 differ from phase 1's end
+    (they are equal without the option), the U-Net's stay bit for bit."""
+    kw = dict(phase1={"steps": 2}, ckpt_every=10)
+    p1 = weights(train(tiny_cfg(tmp_path / "p1", phase2={"steps": 0}, **kw)))
+    frozen = weights(train(tiny_cfg(tmp_path / "frozen", phase2={"steps": 3}, **kw)))
+    trained = weights(train(tiny_cfg(tmp_path / "trained", phase2={"steps": 3, "train_encoder": True}, **kw)))
+    enc = [k for k in p1 if k.startswith(("ae.embed", "ae.encoder", "ae.global_branch", "ae.local_branch"))]
+    unet = [k for k in p1 if k.startswith("unet.")]
+    assert enc and unet
+    assert_same_weights({k: p1[k] for k in enc}, {k: frozen[k] for k in enc})
+    assert any(not torch.equal(p1[k], trained[k]) for k in enc)
+    assert_same_weights({k: p1[k] for k in unet}, {k: trained[k] for k in unet})
+
+
 def test_nan_stops_with_term_name(tmp_path, monkeypatch):
     calls = {"n": 0}
     orig = bsr.objective.losses.smooth_loss

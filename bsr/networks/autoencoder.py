@@ -217,7 +217,7 @@ class AutoEncoder(nn.Module):
 
     # -- parts --------------------------------------------------------------
     def encoder_modules(self) -> list[nn.Module]:
-        """Modules frozen in phase 2 (shared encoder and both branches)."""
+        """Modules frozen in phase 2 unless ``phase2.train_encoder`` (shared encoder and both branches)."""
         return [self.embed, self.encoder, self.global_branch, self.local_branch]
 
     def decoder_modules(self) -> list[nn.Module]:

@@ -54,12 +54,17 @@ class ModelSpec:
 
 @dataclass
 class PhaseConfig:
-    """Length of a phase (``steps``, else ``epochs`` x batches per epoch) and its optimizer."""
+    """Length of a phase (``steps``, else ``epochs`` x batches per epoch) and its optimizer.
+
+    ``train_encoder`` (phase 2 only; not the paper's, which freezes the encoder
+    there): the auto-encoder's encoder trains in phase 2 beside the decoder.
+    """
 
     steps: int | None = None
     epochs: float | None = None
     lr: float = 1e-4
     weight_decay: float = 0.01
+    train_encoder: bool = False
 
     def __post_init__(self):
         # YAML 1.1 reads "3e-3" (no dot) as a string: take such strings as numbers, refuse the rest
@@ -78,6 +83,8 @@ class PhaseConfig:
                     raise ValueError(f"phase steps must be a whole number; got {v!r}")
                 v = int(v)
             setattr(self, name, v)
+        if not isinstance(self.train_encoder, bool):
+            raise ValueError(f"phase train_encoder must be true or false; got {self.train_encoder!r}")
         if self.lr is None or self.lr <= 0 or self.weight_decay is None or self.weight_decay < 0:
             raise ValueError(f"phase lr must be > 0 and weight_decay >= 0; got lr={self.lr!r}, "
                              f"weight_decay={self.weight_decay!r}")
@@ -165,6 +172,8 @@ class TrainConfig:
                 raise ValueError(f"{name}: give steps or epochs")
             if (p.steps is not None and p.steps < 0) or (p.epochs is not None and p.epochs < 0):
                 raise ValueError(f"{name}: steps/epochs must be >= 0")
+        if self.phase1.train_encoder:
+            raise ValueError("phase1.train_encoder applies to phase 2 only (phase 1 trains everything)")
         if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
         if self.amp not in ("auto", True, False):

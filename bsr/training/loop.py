@@ -126,7 +126,7 @@ def build_model_from_config(cfg: TrainConfig) -> BSR:
 
 
 def _make_optimizer(model: BSR, phase: int, pc: PhaseConfig):
-    model.set_phase(phase)
+    model.set_phase(phase, train_encoder=phase == 2 and pc.train_encoder)
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.AdamW(params, lr=pc.lr, weight_decay=pc.weight_decay)
 
