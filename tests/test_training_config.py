@@ -91,3 +91,16 @@ def test_train_encoder_is_a_phase2_switch():
         TrainConfig.from_dict({"phase1": {"steps": 1, "train_encoder": True}})
     with pytest.raises(ValueError, match="train_encoder must be true or false"):
         TrainConfig.from_dict({"phase2": {"steps": 1, "train_encoder": "yes"}})
+
+
+def test_a_phase_crop_and_batch_size_are_checked():
+    cfg = TrainConfig.from_dict({"phase2": {"steps": 1, "crop": [160, 320], "batch_size": 2}})
+    assert (cfg.phase2.crop, cfg.phase2.batch_size, cfg.phase1.crop) == ([160, 320], 2, None)
+    with pytest.raises(ValueError, match="crop must be"):
+        TrainConfig.from_dict({"phase2": {"steps": 1, "crop": -4}})
+    with pytest.raises(ValueError, match="batch_size must be a whole number"):
+        TrainConfig.from_dict({"phase2": {"steps": 1, "batch_size": 0}})
+    # the PDG branch runs in phase 1: its crop must be tiled by the grid, phase 2's need not
+    with pytest.raises(ValueError, match="not divisible by the PDG grid"):
+        TrainConfig.from_dict({"pdg_n": 2, "crop": 16, "phase1": {"steps": 1, "crop": 15}})
+    TrainConfig.from_dict({"pdg_n": 2, "crop": 16, "phase2": {"steps": 1, "crop": 15}})

@@ -153,6 +153,32 @@ def test_phase2_train_encoder_changes_the_encoder_and_not_the_unet(tmp_path):
     assert_same_weights({k: p1[k] for k in unet}, {k: trained[k] for k in unet})
 
 
+def test_each_phase_runs_on_its_own_crop_and_batch_size(tmp_path, monkeypatch):
+    """phase2.crop / phase2.batch_size: phase 1 sees the run's crops, phase 2 its own;
+    with neither given, phase 2 sees the run's (one loader for both)."""
+    shapes = {1: set(), 2: set()}
+    orig1, orig2 = Objective.phase1, Objective.phase2
+
+    def p1(self, d, **kw):
+        shapes[1].add(tuple(d["ir"].shape))
+        return orig1(self, d, **kw)
+
+    def p2(self, d):
+        shapes[2].add(tuple(d["fused"].shape))
+        return orig2(self, d)
+
+    monkeypatch.setattr(Objective, "phase1", p1)
+    monkeypatch.setattr(Objective, "phase2", p2)
+    train(tiny_cfg(tmp_path / "own", phase2={"steps": 2, "crop": [24, 28], "batch_size": 3}))
+    assert shapes == {1: {(2, 1, 16, 16)}, 2: {(3, 1, 24, 28)}}
+    import yaml
+    resolved = yaml.safe_load((tmp_path / "own" / "config.yaml").read_text())["resolved"]
+    assert resolved["crop"] == [16, 16] and resolved["crop_phase2"] == [24, 28]
+    shapes[1].clear(), shapes[2].clear()
+    train(tiny_cfg(tmp_path / "shared", phase2={"steps": 2}))
+    assert shapes == {1: {(2, 1, 16, 16)}, 2: {(2, 1, 16, 16)}}
+
+
 def test_nan_stops_with_term_name(tmp_path, monkeypatch):
     calls = {"n": 0}
     orig = bsr.objective.losses.smooth_loss

@@ -56,14 +56,18 @@ class ModelSpec:
 class PhaseConfig:
     """Length of a phase (``steps``, else ``epochs`` x batches per epoch) and its optimizer.
 
-    ``train_encoder`` (phase 2 only; not the paper's, which freezes the encoder
-    there): the auto-encoder's encoder trains in phase 2 beside the decoder.
+    ``crop`` and ``batch_size``, when given, replace the run's own for this
+    phase (``null``: the run's). ``train_encoder`` (phase 2 only; not the
+    paper's, which freezes the encoder there): the auto-encoder's encoder
+    trains in phase 2 beside the decoder.
     """
 
     steps: int | None = None
     epochs: float | None = None
     lr: float = 1e-4
     weight_decay: float = 0.01
+    crop: Any = None
+    batch_size: int | None = None
     train_encoder: bool = False
 
     def __post_init__(self):
@@ -83,6 +87,12 @@ class PhaseConfig:
                     raise ValueError(f"phase steps must be a whole number; got {v!r}")
                 v = int(v)
             setattr(self, name, v)
+        if self.crop is not None:
+            parse_crop(self.crop)
+        if self.batch_size is not None and (isinstance(self.batch_size, bool)
+                                            or not isinstance(self.batch_size, numbers.Integral)
+                                            or self.batch_size < 1):
+            raise ValueError(f"phase batch_size must be a whole number >= 1 or null; got {self.batch_size!r}")
         if not isinstance(self.train_encoder, bool):
             raise ValueError(f"phase train_encoder must be true or false; got {self.train_encoder!r}")
         if self.lr is None or self.lr <= 0 or self.weight_decay is None or self.weight_decay < 0:
@@ -182,7 +192,7 @@ class TrainConfig:
             raise ValueError(f"amp_dtype must be bfloat16 or float16; got {self.amp_dtype!r}")
         if self.log_every < 1 or self.ckpt_every < 1:
             raise ValueError("log_every and ckpt_every must be >= 1")
-        crop = parse_crop(self.crop)
+        crop = parse_crop(self.crop if self.phase1.crop is None else self.phase1.crop)   # the PDG runs in phase 1
         if (crop != "quarter" and self.pdg_n >= 2 and self.loss_config().use_pdg
                 and (crop[0] % self.pdg_n or crop[1] % self.pdg_n)):
             raise ValueError(f"crop {crop[0]}x{crop[1]} is not divisible by the PDG grid N = {self.pdg_n} "
@@ -353,11 +363,13 @@ def _min_image_size(data_cfg: dict) -> tuple[int, int]:
     return min(p.shape[0] for p in pairs), min(p.shape[1] for p in pairs)
 
 
-def resolve_crop(cfg: TrainConfig) -> tuple[int, int]:
-    """Training crop (h, w): ``quarter`` = half height x half width of the smallest image,
+def resolve_crop(cfg: TrainConfig, phase: int | None = None) -> tuple[int, int]:
+    """Training crop (h, w) of the run, or of ``phase`` (1 or 2; its own ``crop``
+    where given): ``quarter`` = half height x half width of the smallest image,
     each side rounded down to a multiple of the PDG grid N when the PDG branch is on
     (its N x N patches must tile the crop; RoadScene's smallest quarter is 89 x 175)."""
-    crop = parse_crop(cfg.crop)
+    own = getattr(cfg, f"phase{phase}").crop if phase in (1, 2) else None
+    crop = parse_crop(cfg.crop if own is None else own)
     if crop == "quarter":
         h, w = _min_image_size(cfg.data)
         g = cfg.pdg_n if cfg.pdg_n >= 2 and cfg.loss_config().use_pdg else 1

@@ -44,11 +44,12 @@ class NonFiniteLossError(RuntimeError):
 
 # ----------------------------------------------------------------------------- data
 
-def make_train_loader(cfg: TrainConfig, crop: tuple[int, int]):
-    """The one place the trainer gets its data (a DataLoader of batch dicts)."""
+def make_train_loader(cfg: TrainConfig, crop: tuple[int, int], batch_size: int | None = None):
+    """The one place the trainer gets its data (a DataLoader of batch dicts; ``batch_size``
+    defaults to the run's)."""
     from ..datasets.crops import make_loader
 
-    return make_loader(cfg.data, crop, cfg.batch_size, cfg.seed, split="train", num_workers=cfg.num_workers,
+    return make_loader(cfg.data, crop, batch_size or cfg.batch_size, cfg.seed, split="train", num_workers=cfg.num_workers,
                        nda=cfg.loss_config().precompute_options(), progress=cfg.progress)
 
 
@@ -247,10 +248,14 @@ def _train(cfg, device, amp, amp_dtype, out, last_path, final_path, log_path) ->
     pdg = ProxyDataGenerator(cfg.pdg_n) if loss_cfg.use_pdg else None
     objective = Objective(loss_cfg, pdg)
 
-    crop = resolve_crop(cfg)
-    loader = make_train_loader(cfg, crop)
-    per_epoch = len(loader)
-    n1, n2 = _phase_steps(cfg.phase1, per_epoch), _phase_steps(cfg.phase2, per_epoch)
+    # one loader per phase; phase 2 shares phase 1's unless it has a crop or batch size of its own
+    crops = (resolve_crop(cfg, 1), resolve_crop(cfg, 2))
+    batches = tuple(pc.batch_size or cfg.batch_size for pc in (cfg.phase1, cfg.phase2))
+    loaders = [make_train_loader(cfg, crops[0], batches[0])]
+    same = crops[1] == crops[0] and batches[1] == batches[0]
+    loaders.append(loaders[0] if same else make_train_loader(cfg, crops[1], batches[1]))
+    per_epoch = [len(ld) for ld in loaders]
+    n1, n2 = _phase_steps(cfg.phase1, per_epoch[0]), _phase_steps(cfg.phase2, per_epoch[1])
     total_steps = n1 + n2
 
     # -- optimizer, and the state of an interrupted run
@@ -268,8 +273,9 @@ def _train(cfg, device, amp, amp_dtype, out, last_path, final_path, log_path) ->
 
     # -- the resolved config, the log and the progress bar
     resolved = cfg.to_dict()
-    resolved["resolved"] = {"model": model.config, "loss": dataclasses.asdict(loss_cfg), "crop": list(crop),
-                            "steps": [n1, n2], "batches_per_epoch": per_epoch,
+    resolved["resolved"] = {"model": model.config, "loss": dataclasses.asdict(loss_cfg), "crop": list(crops[0]),
+                            "crop_phase2": list(crops[1]), "batch_size_phase2": batches[1],
+                            "steps": [n1, n2], "batches_per_epoch": per_epoch[0],
                             "parameters": model.parameter_counts(), "device": str(device), "amp": amp}
     with open(out / "config.yaml", "w") as f:
         yaml.safe_dump(resolved, f, sort_keys=False)
@@ -292,7 +298,7 @@ def _train(cfg, device, amp, amp_dtype, out, last_path, final_path, log_path) ->
             if phase == 2 and not all(p.requires_grad is False for p in model.unet.parameters()):
                 optimizer = _make_optimizer(model, 2, cfg.phase2)   # phase switch
             model.train()
-            for epoch, batch in BatchStream(loader, cfg.seed, phase).iterate(step - p_start):
+            for epoch, batch in BatchStream(loaders[phase - 1], cfg.seed, phase).iterate(step - p_start):
                 if step >= p_end:
                     break
                 k = step - p_start
