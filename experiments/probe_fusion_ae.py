@@ -20,6 +20,7 @@ Usage::
 
     BSR_DATA=../shared/datasets OMP_NUM_THREADS=1 python experiments/probe_fusion_ae.py \
         [--model NAME=CHECKPOINT ...] [--out per_pair.csv]   # default: the shipped model only
+    python experiments/probe_fusion_ae.py --compare per_pair.csv   # each model against the shipped, per pair
 
 ``CHECKPOINT`` is a :mod:`bsr.training` checkpoint (``final.pt``) or a shipped
 model's file; ``shipped`` names :func:`bsr.load_pretrained`.
@@ -70,12 +71,43 @@ def fused_metrics(fuse, pair) -> dict:
     return {**fusion_metrics(f8, to_uint8(pair.ir), to_uint8(pair.vis)), "seconds": sec}
 
 
+def against(df: pd.DataFrame, base: str = "shipped") -> pd.DataFrame:
+    """Per set and method (GFF and ``base`` left out): the mean per-pair difference
+    to ``base`` and the number of pairs above it, per metric."""
+    rows = []
+    for (set_name, method), g in df.groupby(["set", "method"], sort=False):
+        if method in ("GFF", base):
+            continue
+        ref = df[(df["set"] == set_name) & (df["method"] == base)].set_index("pair")[list(METRICS)]
+        diff = g.set_index("pair")[list(METRICS)] - ref
+        for k in METRICS:
+            rows.append({"set": set_name, "method": method, "metric": k, "mean_diff": diff[k].mean(),
+                         "pairs_higher": f"{int((diff[k] > 0).sum())}/{len(diff)}"})
+    return pd.DataFrame(rows)
+
+
+def _print_against(df: pd.DataFrame) -> None:
+    cmp = against(df)
+    if cmp.empty:
+        return
+    print("\nagainst shipped, per pair: mean difference (pairs higher)")
+    cmp["cell"] = [f"{d:+.4f} ({h})" for d, h in zip(cmp["mean_diff"], cmp["pairs_higher"])]
+    wide = cmp.pivot_table(index=["set", "method"], columns="metric", values="cell", aggfunc="first", sort=False)
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
+        print(wide[list(METRICS)])
+
+
 def main(argv=None) -> pd.DataFrame:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="also write the per-pair metrics to this CSV")
+    ap.add_argument("--compare", metavar="CSV", help="only print the per-pair comparison of a CSV that --out wrote")
     args = ap.parse_args(argv)
+    if args.compare:
+        df = pd.read_csv(args.compare)
+        _print_against(df)
+        return df
     torch.set_num_threads(args.threads)
     models = {"shipped": bsr.load_pretrained()}
     for spec in args.model:
@@ -97,6 +129,7 @@ def main(argv=None) -> pd.DataFrame:
     table = df.groupby(["set", "method"], sort=False)[[*METRICS, "seconds"]].mean()
     with pd.option_context("display.width", 250, "display.max_columns", 20, "display.precision", 4):
         print(table)
+    _print_against(df)
     if args.out:
         df.to_csv(args.out, index=False)
     return df
