@@ -166,6 +166,15 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def crop_of(self, phase: int):
+        """The crop setting of phase 1 or 2: its own ``crop``, else the run's."""
+        own = getattr(self, f"phase{phase}").crop
+        return self.crop if own is None else own
+
+    def batch_size_of(self, phase: int) -> int:
+        """The batch size of phase 1 or 2: its own ``batch_size``, else the run's."""
+        return getattr(self, f"phase{phase}").batch_size or self.batch_size
+
     def validate(self) -> None:
         self._check_types()
         if self.variant not in VARIANTS:
@@ -192,7 +201,7 @@ class TrainConfig:
             raise ValueError(f"amp_dtype must be bfloat16 or float16; got {self.amp_dtype!r}")
         if self.log_every < 1 or self.ckpt_every < 1:
             raise ValueError("log_every and ckpt_every must be >= 1")
-        crop = parse_crop(self.crop if self.phase1.crop is None else self.phase1.crop)   # the PDG runs in phase 1
+        crop = parse_crop(self.crop_of(1))   # the PDG runs in phase 1
         if (crop != "quarter" and self.pdg_n >= 2 and self.loss_config().use_pdg
                 and (crop[0] % self.pdg_n or crop[1] % self.pdg_n)):
             raise ValueError(f"crop {crop[0]}x{crop[1]} is not divisible by the PDG grid N = {self.pdg_n} "
@@ -368,8 +377,7 @@ def resolve_crop(cfg: TrainConfig, phase: int | None = None) -> tuple[int, int]:
     where given): ``quarter`` = half height x half width of the smallest image,
     each side rounded down to a multiple of the PDG grid N when the PDG branch is on
     (its N x N patches must tile the crop; RoadScene's smallest quarter is 89 x 175)."""
-    own = getattr(cfg, f"phase{phase}").crop if phase in (1, 2) else None
-    crop = parse_crop(cfg.crop if own is None else own)
+    crop = parse_crop(cfg.crop_of(phase) if phase in (1, 2) else cfg.crop)
     if crop == "quarter":
         h, w = _min_image_size(cfg.data)
         g = cfg.pdg_n if cfg.pdg_n >= 2 and cfg.loss_config().use_pdg else 1

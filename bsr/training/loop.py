@@ -44,12 +44,11 @@ class NonFiniteLossError(RuntimeError):
 
 # ----------------------------------------------------------------------------- data
 
-def make_train_loader(cfg: TrainConfig, crop: tuple[int, int], batch_size: int | None = None):
-    """The one place the trainer gets its data (a DataLoader of batch dicts; ``batch_size``
-    defaults to the run's)."""
+def make_train_loader(cfg: TrainConfig, crop: tuple[int, int], batch_size: int):
+    """The one place the trainer gets its data (a DataLoader of batch dicts)."""
     from ..datasets.crops import make_loader
 
-    return make_loader(cfg.data, crop, batch_size or cfg.batch_size, cfg.seed, split="train", num_workers=cfg.num_workers,
+    return make_loader(cfg.data, crop, batch_size, cfg.seed, split="train", num_workers=cfg.num_workers,
                        nda=cfg.loss_config().precompute_options(), progress=cfg.progress)
 
 
@@ -250,7 +249,7 @@ def _train(cfg, device, amp, amp_dtype, out, last_path, final_path, log_path) ->
 
     # one loader per phase; phase 2 shares phase 1's unless it has a crop or batch size of its own
     crops = (resolve_crop(cfg, 1), resolve_crop(cfg, 2))
-    batches = tuple(pc.batch_size or cfg.batch_size for pc in (cfg.phase1, cfg.phase2))
+    batches = (cfg.batch_size_of(1), cfg.batch_size_of(2))
     loaders = [make_train_loader(cfg, crops[0], batches[0])]
     same = crops[1] == crops[0] and batches[1] == batches[0]
     loaders.append(loaders[0] if same else make_train_loader(cfg, crops[1], batches[1]))
