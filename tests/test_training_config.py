@@ -104,3 +104,13 @@ def test_a_phase_crop_and_batch_size_are_checked():
     with pytest.raises(ValueError, match="not divisible by the PDG grid"):
         TrainConfig.from_dict({"pdg_n": 2, "crop": 16, "phase1": {"steps": 1, "crop": 15}})
     TrainConfig.from_dict({"pdg_n": 2, "crop": 16, "phase2": {"steps": 1, "crop": 15}})
+
+
+def test_encoder_lr_needs_train_encoder_and_a_positive_value():
+    cfg = TrainConfig.from_dict({"phase2": {"steps": 1, "train_encoder": True, "encoder_lr": "1e-4"}})
+    assert cfg.phase2.encoder_lr == 1e-4
+    assert TrainConfig.from_dict({"phase2": {"steps": 1}}).phase2.encoder_lr is None
+    with pytest.raises(ValueError, match="needs train_encoder"):
+        TrainConfig.from_dict({"phase2": {"steps": 1, "encoder_lr": 1e-4}})
+    with pytest.raises(ValueError, match="encoder_lr must be > 0"):
+        TrainConfig.from_dict({"phase2": {"steps": 1, "train_encoder": True, "encoder_lr": 0}})

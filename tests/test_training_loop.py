@@ -153,6 +153,34 @@ def test_phase2_train_encoder_changes_the_encoder_and_not_the_unet(tmp_path):
     assert_same_weights({k: p1[k] for k in unet}, {k: trained[k] for k in unet})
 
 
+def test_phase2_encoder_lr_sets_the_encoders_step_and_not_the_decoders(tmp_path, monkeypatch):
+    """phase2.encoder_lr: phase 2's optimizer holds the decoder at lr and the encoder at
+    encoder_lr, every trainable parameter once; without it, one group at lr."""
+    from bsr.training import loop
+    groups = {}
+    orig = loop._make_optimizer
+
+    def spy(model, phase, pc):
+        opt = orig(model, phase, pc)
+        groups[phase] = [(g["lr"], len(g["params"])) for g in opt.param_groups]
+        n_train = sum(1 for p in model.parameters() if p.requires_grad)
+        assert sum(len(g["params"]) for g in opt.param_groups) == n_train
+        if len(opt.param_groups) == 2:
+            dec = {id(p) for m in model.ae.decoder_modules() for p in m.parameters()}
+            assert all(id(p) in dec for p in opt.param_groups[0]["params"])
+            assert not any(id(p) in dec for p in opt.param_groups[1]["params"])
+        return opt
+
+    monkeypatch.setattr(loop, "_make_optimizer", spy)
+    train(tiny_cfg(tmp_path / "a", phase1={"steps": 1}, phase2={"steps": 1, "lr": 1e-3, "train_encoder": True,
+                                                                "encoder_lr": 1e-5}, ckpt_every=10))
+    assert [lr for lr, _ in groups[2]] == [1e-3, 1e-5] and all(n > 0 for _, n in groups[2])
+    assert len(groups[1]) == 1
+    train(tiny_cfg(tmp_path / "b", phase1={"steps": 1}, phase2={"steps": 1, "lr": 1e-3, "train_encoder": True},
+                   ckpt_every=10))
+    assert [lr for lr, _ in groups[2]] == [1e-3]
+
+
 def test_each_phase_runs_on_its_own_crop_and_batch_size(tmp_path, monkeypatch):
     """phase2.crop / phase2.batch_size: phase 1 sees the run's crops, phase 2 its own;
     with neither given, phase 2 sees the run's (one loader for both)."""

@@ -59,7 +59,7 @@ class PhaseConfig:
     ``crop`` and ``batch_size``, when given, replace the run's own for this
     phase (``null``: the run's). ``train_encoder`` (phase 2 only; not the
     paper's, which freezes the encoder there): the auto-encoder's encoder
-    trains in phase 2 beside the decoder.
+    trains in phase 2 beside the decoder, at ``encoder_lr`` (``null``: ``lr``).
     """
 
     steps: int | None = None
@@ -69,10 +69,11 @@ class PhaseConfig:
     crop: Any = None
     batch_size: int | None = None
     train_encoder: bool = False
+    encoder_lr: float | None = None
 
     def __post_init__(self):
         # YAML 1.1 reads "3e-3" (no dot) as a string: take such strings as numbers, refuse the rest
-        for name in ("steps", "epochs", "lr", "weight_decay"):
+        for name in ("steps", "epochs", "lr", "weight_decay", "encoder_lr"):
             v = getattr(self, name)
             if isinstance(v, str):
                 try:
@@ -98,6 +99,9 @@ class PhaseConfig:
         if self.lr is None or self.lr <= 0 or self.weight_decay is None or self.weight_decay < 0:
             raise ValueError(f"phase lr must be > 0 and weight_decay >= 0; got lr={self.lr!r}, "
                              f"weight_decay={self.weight_decay!r}")
+        if self.encoder_lr is not None and (self.encoder_lr <= 0 or not self.train_encoder):
+            raise ValueError(f"phase encoder_lr must be > 0 and needs train_encoder: true; "
+                             f"got encoder_lr={self.encoder_lr!r}, train_encoder={self.train_encoder!r}")
 
 
 @dataclass

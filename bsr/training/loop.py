@@ -128,6 +128,10 @@ def build_model_from_config(cfg: TrainConfig) -> BSR:
 def _make_optimizer(model: BSR, phase: int, pc: PhaseConfig):
     model.set_phase(phase, train_encoder=phase == 2 and pc.train_encoder)
     params = [p for p in model.parameters() if p.requires_grad]
+    if phase == 2 and pc.encoder_lr is not None:
+        decoder = {id(p) for m in model.ae.decoder_modules() for p in m.parameters()}
+        params = [{"params": [p for p in params if id(p) in decoder]},
+                  {"params": [p for p in params if id(p) not in decoder], "lr": pc.encoder_lr}]
     return torch.optim.AdamW(params, lr=pc.lr, weight_decay=pc.weight_decay)
 
 
