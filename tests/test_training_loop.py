@@ -3,6 +3,8 @@ registration in short runs, CUDA/AMP (skipped without a GPU)."""
 
 from __future__ import annotations
 
+import unittest.mock
+
 import pandas as pd
 import pytest
 import torch
@@ -179,6 +181,28 @@ def test_phase2_encoder_lr_sets_the_encoders_step_and_not_the_decoders(tmp_path,
     train(tiny_cfg(tmp_path / "b", phase1={"steps": 1}, phase2={"steps": 1, "lr": 1e-3, "train_encoder": True},
                    ckpt_every=10))
     assert [lr for lr, _ in groups[2]] == [1e-3]
+
+
+def test_a_resumed_phase_steps_at_the_configs_learning_rate(tmp_path):
+    """A run continued with --resume and a changed lr (or encoder_lr) goes on at the new
+    one: the checkpoint restores the optimizer's moments, not the old learning rates."""
+    out = tmp_path / "r"
+    kw = dict(phase1={"steps": 2}, ckpt_every=1)
+    train(tiny_cfg(out, phase2={"steps": 2, "lr": 1e-3, "train_encoder": True, "encoder_lr": 1e-4}, **kw))
+    from bsr.training import loop
+    seen = []
+    orig = loop.restore_state
+
+    def spy(ck, optimizer, scaler, last_path):
+        orig(ck, optimizer, scaler, last_path)
+        seen.append([(g["lr"], g["weight_decay"]) for g in optimizer.param_groups])
+
+    with unittest.mock.patch.object(loop, "restore_state", spy), pytest.warns(UserWarning, match="changed config"):
+        train(tiny_cfg(out, phase2={"steps": 4, "lr": 5e-4, "weight_decay": 0.0, "train_encoder": True,
+                                    "encoder_lr": 2e-5}, **kw), resume=True)
+    assert seen == [[(5e-4, 0.0), (2e-5, 0.0)]]
+    log = pd.read_csv(out / "log.csv")
+    assert list(log[log.phase == 2].lr) == [1e-3, 1e-3, 5e-4, 5e-4]
 
 
 def test_each_phase_runs_on_its_own_crop_and_batch_size(tmp_path, monkeypatch):

@@ -128,10 +128,16 @@ def resume_point(cfg, model, last_path: Path, final_path: Path, n1: int, total_s
 
 
 def restore_state(ck: dict, optimizer, scaler, last_path: Path) -> None:
-    """The optimizer, grad-scaler and RNG states of the checkpoint ``ck`` (of ``last_path``) restored."""
+    """The optimizer, grad-scaler and RNG states of the checkpoint ``ck`` (of ``last_path``) restored.
+
+    The optimizer keeps the learning rates and weight decays it was built with (the
+    config's): a run continued with a changed ``lr`` goes on at the new one."""
     try:
         if ck.get("optimizer") is not None:
+            settings = [(g["lr"], g["weight_decay"]) for g in optimizer.param_groups]
             optimizer.load_state_dict(ck["optimizer"])
+            for g, (lr, wd) in zip(optimizer.param_groups, settings):
+                g["lr"], g["weight_decay"] = lr, wd
         if ck.get("scaler") is not None and scaler.is_enabled():
             scaler.load_state_dict(ck["scaler"])
         set_rng_state(ck["rng"])
