@@ -3,8 +3,6 @@ registration in short runs, CUDA/AMP (skipped without a GPU)."""
 
 from __future__ import annotations
 
-import unittest.mock
-
 import pandas as pd
 import pytest
 import torch
@@ -183,7 +181,7 @@ def test_phase2_encoder_lr_sets_the_encoders_step_and_not_the_decoders(tmp_path,
     assert [lr for lr, _ in groups[2]] == [1e-3]
 
 
-def test_a_resumed_phase_steps_at_the_configs_learning_rate(tmp_path):
+def test_a_resumed_phase_steps_at_the_configs_learning_rate(tmp_path, monkeypatch):
     """A run continued with --resume and a changed lr (or encoder_lr) goes on at the new
     one: the checkpoint restores the optimizer's moments, not the old learning rates."""
     out = tmp_path / "r"
@@ -197,7 +195,8 @@ def test_a_resumed_phase_steps_at_the_configs_learning_rate(tmp_path):
         orig(ck, optimizer, scaler, last_path)
         seen.append([(g["lr"], g["weight_decay"]) for g in optimizer.param_groups])
 
-    with unittest.mock.patch.object(loop, "restore_state", spy), pytest.warns(UserWarning, match="changed config"):
+    monkeypatch.setattr(loop, "restore_state", spy)
+    with pytest.warns(UserWarning, match="changed config"):
         train(tiny_cfg(out, phase2={"steps": 4, "lr": 5e-4, "weight_decay": 0.0, "train_encoder": True,
                                     "encoder_lr": 2e-5}, **kw), resume=True)
     assert seen == [[(5e-4, 0.0), (2e-5, 0.0)]]
