@@ -2,7 +2,7 @@
 
 All functions take (B, C, H, W) tensors and work channel by channel.
 
-* :func:`sobel` - Sobel derivatives (gx, gy), replicate padding. With
+* :func:`sobel` - Sobel derivatives (gx, gy), replicate (or zero) padding. With
   ``normalized=True`` (default) the 3x3 kernels are divided by 8, so a ramp
   of slope ``s`` per pixel gives exactly ``s``: the value is a derivative
   estimate in intensity units per pixel. ``normalized=False`` gives the raw
@@ -47,22 +47,28 @@ def _sobel_kernels(dtype: torch.dtype, device: torch.device, normalized: bool) -
     return torch.stack((kx, ky))[:, None]          # (2, 1, 3, 3)
 
 
-def sobel(x: torch.Tensor, normalized: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def sobel(x: torch.Tensor, normalized: bool = True,
+          padding: str = "replicate") -> tuple[torch.Tensor, torch.Tensor]:
     """Sobel derivatives of every channel.
 
     Args:
         x: (B, C, H, W).
         normalized: divide the kernels by 8 (derivative per pixel).
+        padding: ``"replicate"`` (a constant image gives 0) or ``"zeros"``
+            (as the fusion metrics' Sobel, :mod:`bsr.metrics.qabf`).
 
     Returns:
         ``(gx, gy)``, each (B, C, H, W): gx along the width (x, positive when
         intensity grows to the right), gy along the height (positive when it
-        grows downwards). Replicate padding, so a constant image gives 0.
+        grows downwards).
     """
     check4(x)
     b, c, h, w = x.shape
     k = _sobel_kernels(x.dtype, x.device, bool(normalized))
-    xp = F.pad(x.reshape(b * c, 1, h, w), (1, 1, 1, 1), mode="replicate")
+    if padding not in ("replicate", "zeros"):
+        raise ValueError(f"padding must be 'replicate' or 'zeros'; got {padding!r}")
+    mode = "constant" if padding == "zeros" else padding
+    xp = F.pad(x.reshape(b * c, 1, h, w), (1, 1, 1, 1), mode=mode)
     g = F.conv2d(xp, k)                              # (B*C, 2, H, W)
     g = g.reshape(b, c, 2, h, w)
     return g[:, :, 0], g[:, :, 1]

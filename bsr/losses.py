@@ -18,11 +18,14 @@ L_nda                  Eq. 5-6: its search and loss are :mod:`bsr.nda`
 :func:`decomposition_loss`  L_dec / L_recf, Eq. 12 (CDDFuse's form)
 :func:`fusion_loss`    L_fusion, Eq. 13 without L_dec: (intensity, gradient)
 :func:`saliency_weight`   not in the paper: the infrared share of an optional intensity target
+:func:`edge_transfer`  not in the paper: a differentiable Q^{AB/F}, for an optional fusion term
 =====================  ==========================================================
 """
 
 from __future__ import annotations
 
+
+import math
 
 import torch
 
@@ -30,7 +33,7 @@ from .filters import check4, gaussian_blur, sobel, sobel_magnitude, ssim
 from .warp import check_flow
 
 __all__ = ["edge_map", "sobel_edge_loss", "epr_loss", "ss_loss", "smooth_loss", "recon_loss",
-           "correlation", "decomposition_loss", "saliency_weight", "fusion_loss", "FUSION_TARGETS"]
+           "correlation", "decomposition_loss", "saliency_weight", "fusion_loss", "FUSION_TARGETS", "edge_transfer"]
 
 
 def edge_map(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -242,3 +245,51 @@ def fusion_loss(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
     gv = sobel_magnitude(vis, norm=grad)
     l_grad = (gf - torch.maximum(gt, gv)).abs().mean()
     return l_int, l_grad
+
+
+
+def _orientation(gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
+    """``arctan(gy / gx)`` in (-pi/2, pi/2], and pi/2 where ``gx == 0`` (as the metric
+    has it), with a finite gradient everywhere: atan2 of the vector turned into the
+    right half-plane."""
+    s = torch.where(gx < 0, -1.0, 1.0).to(gx.dtype)
+    alpha = torch.atan2(gy * s, gx * s + 1e-12)
+    return torch.where(gx == 0, math.pi / 2, alpha)
+
+
+def edge_transfer(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
+                  padding: str = "zeros", eps: float = 1e-6) -> torch.Tensor:
+    """A differentiable Xydeas-Petrovic Q^{AB/F}, the batch mean (a scalar).
+
+    The formula of :func:`bsr.metrics.qabf` with its constants
+    (:data:`bsr.metrics.qabf.QABF_CONSTANTS`): per source S, the strength ratio
+    ``G = (min(g_S, g_F) + eps) / (max(g_S, g_F) + eps)`` and the orientation
+    agreement ``A = 1 - |alpha_S - alpha_F| / (pi / 2)`` of Sobel gradients, mapped
+    by the two sigmoids and weighted by ``g_S``. With ``padding="zeros"`` it equals
+    the metric's 'strict' variant up to ``eps``. ``padding="replicate"`` puts no edge
+    on the image border, which on training crops is not an edge of the scene. Images
+    (B, 1, H, W); the sources carry no gradient. Not in the paper: phase 2's optional
+    ``fusion_qabf`` term is ``qabf_max() - edge_transfer(...)`` (``docs/method.md``).
+    """
+    from .metrics.qabf import QABF_CONSTANTS as c
+
+    for t, nm in ((fused, "fused"), (ir, "ir"), (vis, "vis")):
+        check4(t, nm)
+    if not (fused.shape == ir.shape == vis.shape):
+        raise ValueError(f"shapes differ: fused {tuple(fused.shape)}, ir {tuple(ir.shape)}, vis {tuple(vis.shape)}")
+    fx, fy = sobel(fused, padding=padding)
+    g_f = torch.sqrt(fx * fx + fy * fy + eps * eps)
+    a_f = _orientation(fx, fy)
+    num = den = 0.0
+    for src in (ir, vis):
+        with torch.no_grad():
+            sx, sy = sobel(src.detach(), padding=padding)
+            g_s = torch.sqrt(sx * sx + sy * sy)
+            a_s = _orientation(sx, sy)
+        ratio = (torch.minimum(g_s, g_f) + eps) / (torch.maximum(g_s, g_f) + eps)
+        agree = 1.0 - (a_s - a_f).abs() / (math.pi / 2)
+        q_g = c["Tg"] / (1.0 + torch.exp(c["kg"] * (ratio - c["Dg"])))
+        q_a = c["Ta"] / (1.0 + torch.exp(c["ka"] * (agree - c["Da"])))
+        num = num + (g_s * q_g * q_a).flatten(1).sum(1)
+        den = den + g_s.flatten(1).sum(1)
+    return (num / den.clamp_min(1e-12)).mean()

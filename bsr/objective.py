@@ -21,6 +21,7 @@ ablations::
 Phase 2 (fusion; decoder only)::
 
     total = fusion_int * L_int + fusion_grad * L_grad + fusion_dec * L_dec
+          + fusion_qabf * (qabf_max - Q_soft)   not in the paper; off by default
 
 L_nda's penalty is ``nda_form`` (default ``vector``, a Charbonnier penalty on the
 vector difference; ``polar`` is Eq. 6 as printed); ``ss_teacher`` can detach one
@@ -44,6 +45,7 @@ from dataclasses import dataclass
 import torch
 
 from . import losses
+from .metrics.qabf import qabf_max
 from .nda import NDATargets, nda_loss, nda_search
 from .pdg import seam_mask
 
@@ -82,6 +84,7 @@ class LossConfig:
     fusion_int: float = 1.0   # intensity term of L_fusion (paper Eq. 13: 1)
     fusion_grad: float = 1.0  # gradient term of L_fusion (paper Eq. 13: 1; CDDFuse uses 10)
     fusion_dec: float = 1.0   # L_dec in L_fusion
+    fusion_qabf: float = 0.0  # qabf_max() - differentiable Q^{AB/F} of the crop (bsr.losses.edge_transfer; 0: paper)
     fusion_target: str = "max"  # L_int target: "max" (paper Eq. 13) | "saliency" | "two_scale" (bsr.losses.fusion_loss)
     # -- the paper's loss parameters
     w1: float = 5.0           # L1 weight in L_ss (paper)
@@ -301,6 +304,10 @@ class Objective:
         fl = losses.fusion_loss(d["fused"], d["ir_reg"], d["vis"], target=c.fusion_target)
         t["fusion_int"], t["fusion_grad"] = fl
         weighted = [c.fusion_int * fl[0] + c.fusion_grad * fl[1]]
+        if c.fusion_qabf:
+            t["fusion_qabf"] = qabf_max() - losses.edge_transfer(d["fused"], d["ir_reg"], d["vis"],
+                                                                 padding="replicate")
+            weighted.append(c.fusion_qabf * t["fusion_qabf"])
         if c.use_dec:
             t["dec"] = losses.decomposition_loss(d["ir_glob"], d["vis_glob"], d["ir_loc"], d["vis_loc"])
             weighted.append(c.fusion_dec * t["dec"])

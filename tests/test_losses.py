@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bsr.filters import box_filter, gaussian_blur, gaussian_window, sobel, sobel_magnitude, ssim
-from bsr.losses import (correlation, decomposition_loss, edge_map, epr_loss, fusion_loss, recon_loss,
+from bsr.losses import (correlation, decomposition_loss, edge_map, edge_transfer, epr_loss, fusion_loss, recon_loss,
                         saliency_weight, smooth_loss, sobel_edge_loss, ss_loss)
 from bsr.objective import LossConfig
 from bsr.nda import nda_loss
@@ -225,6 +225,47 @@ def test_fusion_loss_saliency_target():
         fusion_loss(tex, tex, flat, target="mean")
     with pytest.raises(ValueError, match="fusion_target"):
         LossConfig(fusion_target="mean")
+
+
+def test_sobel_padding():
+    x = torch.full((1, 1, 6, 7), 0.5)
+    gx, gy = sobel(x, padding="zeros")
+    assert gx[..., 1:-1, 1:-1].abs().max() == 0 and gx[..., 0, 0].item() > 0 and gy[..., 0, 0].item() > 0
+    with pytest.raises(ValueError, match="padding"):
+        sobel(x, padding="reflect")
+
+
+def test_edge_transfer_is_the_metrics_qabf(smooth_image):
+    """With zero padding it is the metric's 'strict' Q^{AB/F} (up to its eps), for
+    fusions from poor to good."""
+    from bsr.metrics.qabf import qabf
+
+    ir = smooth_image.double()
+    vis = _cross_modal(torch.roll(smooth_image, (3, -2), (2, 3))).double()
+    noise = torch.rand(ir.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for fused in (0.5 * (ir + vis), torch.maximum(ir, vis), 0.7 * ir + 0.3 * noise, vis):
+        want = qabf(fused[0, 0].numpy(), ir[0, 0].numpy(), vis[0, 0].numpy(), variant="strict")
+        assert edge_transfer(fused, ir, vis).item() == pytest.approx(want, abs=2e-4)
+
+
+def test_edge_transfer_bounds_and_gradients(smooth_image):
+    from bsr.metrics.qabf import qabf_max
+
+    ir, vis = smooth_image, _cross_modal(torch.roll(smooth_image, 4, 3))
+    assert edge_transfer(ir, ir, ir, padding="replicate").item() == pytest.approx(qabf_max(), abs=1e-6)
+    f = (0.5 * (ir + vis)).requires_grad_()
+    src = ir.clone().requires_grad_()
+    q = edge_transfer(f, src, vis, padding="replicate")
+    q.backward()
+    assert 0 < q.item() < qabf_max()
+    assert torch.isfinite(f.grad).all() and src.grad is None
+    # a small step up its gradient raises it: the term a training step follows
+    with torch.no_grad():
+        stepped = f + 0.01 * f.grad / f.grad.abs().max()
+    assert edge_transfer(stepped, ir, vis, padding="replicate").item() > q.item() + 1e-2
+    flat = torch.zeros(1, 1, 8, 8, requires_grad=True)
+    edge_transfer(flat, flat.detach(), flat.detach(), padding="replicate").backward()
+    assert torch.isfinite(flat.grad).all()
 
 
 # ----------------------------------------------------------------------------- gradients

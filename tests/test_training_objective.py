@@ -107,3 +107,20 @@ def test_nda_target_transfer_matches_search_away_from_seams():
     both = moved.valid & own.valid & keep
     close = ((moved.delta - own.delta).abs() < 1e-4).all(1, keepdim=True)
     assert int((both & ~close).sum()) <= max(1, n // 100)
+
+
+def test_phase2_adds_the_edge_transfer_term_only_when_weighted():
+    from bsr.metrics.qabf import qabf_max
+    from bsr.model import model_config
+
+    torch.manual_seed(0)
+    m = BSR(model_config("quick"))
+    m.set_phase(2)
+    d = m.phase2(torch.rand(2, 1, 24, 24), torch.rand(2, 1, 24, 24))
+    base, t0 = Objective(LossConfig(), None).phase2(d)
+    assert "fusion_qabf" not in t0
+    total, t1 = Objective(LossConfig(fusion_qabf=0.5), None).phase2(d)
+    assert 0 < t1["fusion_qabf"] < qabf_max()
+    assert total.item() == pytest.approx(base.item() + 0.5 * t1["fusion_qabf"], rel=1e-6)
+    total.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.ae.decoder_modules()[0].parameters())

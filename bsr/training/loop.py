@@ -34,7 +34,7 @@ __all__ = ["NonFiniteLossError", "train", "read_log", "LOG_COLUMNS", "BatchStrea
            "make_train_loader"]
 
 LOG_TERMS = ["total", "nda_di", "nda_an", "edge", "epr", "smooth", "rec", "dec", "ss_field", "ss_aligned",
-             "ss_rec", "fusion_int", "fusion_grad", "epe"]
+             "ss_rec", "fusion_int", "fusion_grad", "fusion_qabf", "epe"]
 LOG_COLUMNS = ["step", "phase", "phase_step", "epoch", "lr", "time_s"] + LOG_TERMS
 
 
