@@ -1,0 +1,72 @@
+"""Plot each fusion auto-encoder run's Qabf gain against its gradient metrics (NOTES.md, sections 19-24).
+
+Every ``records/fusion_ae_*_pairs.csv`` that ``probe_fusion_ae.py --out`` wrote holds the shipped
+auto-encoder and GFF beside the runs it scored, on the same aligned pairs. Per set and run, the
+plot shows the mean per-pair difference of Qabf to the shipped auto-encoder (y) and the lowest of
+the mean relative differences of SF, AG, MG and EI (x, %): a run right of 0 is higher on all four
+gradient metrics. GFF is plotted the same way.
+
+    python experiments/plot_fusion_tradeoff.py   # -> experiments/records/fusion_tradeoff.png
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+HERE = Path(__file__).parent / "records"
+GRADIENT = ["SF", "AG", "MG", "EI"]
+SETS = {"roadscene-val": "RoadScene val (16 pairs)", "tno": "TNO (25 pairs)"}
+
+
+def tradeoff(df: pd.DataFrame) -> pd.DataFrame:
+    """Per set and method (the shipped one left out): mean Qabf difference to the shipped
+    auto-encoder and the lowest mean relative difference (%) of the gradient metrics."""
+    rows = []
+    for (set_name, method), g in df.groupby(["set", "method"], sort=False):
+        if method == "shipped":
+            continue
+        ref = df[(df["set"] == set_name) & (df["method"] == "shipped")].set_index("pair")
+        g = g.set_index("pair")
+        rel = {k: 100 * ((g[k] - ref[k]) / ref[k]).mean() for k in GRADIENT}
+        rows.append({"set": set_name, "method": method, "d_qabf": (g["Qabf"] - ref["Qabf"]).mean(),
+                     "worst_gradient_pct": min(rel.values()), "worst": min(rel, key=rel.get)})
+    return pd.DataFrame(rows)
+
+
+def collect() -> pd.DataFrame:
+    parts = [tradeoff(pd.read_csv(p)).assign(record=p.name) for p in sorted(HERE.glob("fusion_ae_*_pairs.csv"))]
+    out = pd.concat(parts, ignore_index=True)
+    return out.drop_duplicates(["set", "method"])   # GFF is in every record
+
+
+def plot(t: pd.DataFrame):
+    fig, axes = plt.subplots(1, len(SETS), figsize=(12, 5), sharey=True)
+    for ax, (key, title) in zip(axes, SETS.items()):
+        s = t[t["set"] == key]
+        runs, gff = s[s["method"] != "GFF"], s[s["method"] == "GFF"]
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.scatter(runs["worst_gradient_pct"], runs["d_qabf"], s=22, color="tab:blue", label="auto-encoder runs")
+        ax.scatter(gff["worst_gradient_pct"], gff["d_qabf"], s=60, marker="*", color="tab:red", label="GFF")
+        for _, r in s.iterrows():
+            ax.annotate(r["method"], (r["worst_gradient_pct"], r["d_qabf"]), fontsize=6.5,
+                        xytext=(3, 2), textcoords="offset points")
+        ax.set_title(title)
+        ax.set_xlabel("lowest relative change of SF, AG, MG, EI against the shipped one (%)")
+    axes[0].set_ylabel("Qabf minus the shipped auto-encoder's (mean over pairs)")
+    axes[0].legend(loc="lower left", fontsize=8)
+    fig.suptitle("Fusion on aligned pairs: Qabf gained against gradient metrics kept (measured)")
+    fig.tight_layout()
+    return fig
+
+
+if __name__ == "__main__":
+    t = collect()
+    with pd.option_context("display.width", 200):
+        print(t.round(4).to_string(index=False))
+    plot(t).savefig(HERE / "fusion_tradeoff.png", dpi=110)
+    print(HERE / "fusion_tradeoff.png")
