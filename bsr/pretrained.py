@@ -32,7 +32,7 @@ DEFAULT = "roadscene"
 MODELS: dict[str, dict] = {
     "roadscene": {
         "file": "bsr_roadscene.pt",
-        "sha256": "3c57127ded84577cfe4dc528e10575aa721388ec7841ff95f54473bef9430c88",
+        "sha256": "e69aabc6da23adb476c7a24cf9ba561a5438d9974b2989ebb641640afcbb3021",
         "about": "registration: the global ECC affine stage, then a per-pair MIND refinement (bsr.refine; the "
                  "local U-Net ships switched off: it measured worse on validation, docs/model_card.md); fusion: a "
                  "CPU-sized auto-encoder (12.8 k parameters) trained on aligned RoadScene train pairs",
