@@ -17,6 +17,7 @@ files (which also held numpy RNG state) are read all the same.
 from __future__ import annotations
 
 import dataclasses
+import io
 import numbers
 import os
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch.nn as nn
 from .io import atomic_path
 from .model import BSR, complete_model_config
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_FORMATS", "save_checkpoint", "read_checkpoint", "load_checkpoint",
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_FORMATS", "write_torch", "save_checkpoint", "read_checkpoint", "load_checkpoint",
            "load_state_checked", "plain_values", "stored_train_config", "rng_state", "set_rng_state"]
 
 # format 2: tensors and plain values only (loads with ``torch.load(weights_only=True)``);
@@ -93,6 +94,21 @@ def set_rng_state(st: dict) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def write_torch(obj, path) -> Path:
+    """``torch.save(obj)`` to ``path`` by an atomic rename, its bytes a function of ``obj`` alone.
+
+    torch names the archive's root folder after the file it writes, so saving
+    straight to the temporary file would put that file's random name into the
+    bytes and the checksum; the archive is built in memory instead.
+    """
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    path = Path(path)
+    with atomic_path(path, suffix=".pt") as tmp:
+        Path(tmp).write_bytes(buf.getbuffer())
+    return path
+
+
 def save_checkpoint(path, model: BSR, train_config, step: int, phase: int, optimizer=None,
                     scaler=None) -> Path:
     """Write a checkpoint atomically (temp file + rename). It holds tensors and plain
@@ -113,10 +129,7 @@ def save_checkpoint(path, model: BSR, train_config, step: int, phase: int, optim
         "rng": rng_state(),
         "torch_version": str(torch.__version__),      # a plain str, not torch's TorchVersion object
     }
-    path = Path(path)
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(ck, tmp)
-    return path
+    return write_torch(ck, path)
 
 
 # ----------------------------------------------------------------------------- reading

@@ -20,8 +20,7 @@ import torch
 import yaml
 
 from .datasets.readers import file_sha256
-from .io import atomic_path
-from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, write_torch
 from .model import BSR
 from .refine import Refiner
 
@@ -32,7 +31,7 @@ DEFAULT = "roadscene"
 MODELS: dict[str, dict] = {
     "roadscene": {
         "file": "bsr_roadscene.pt",
-        "sha256": "e69aabc6da23adb476c7a24cf9ba561a5438d9974b2989ebb641640afcbb3021",
+        "sha256": "bc9a6f930494f315d66bdba95e4753874e6dc499af4885333ff17d33f99a384a",
         "about": "registration: the global ECC affine stage, then a per-pair MIND refinement (bsr.refine; the "
                  "local U-Net ships switched off: it measured worse on validation, docs/model_card.md); fusion: a "
                  "CPU-sized auto-encoder (12.8 k parameters) trained on aligned RoadScene train pairs",
@@ -118,7 +117,4 @@ def assemble(unet_path, ae_checkpoint, out, global_stage: dict | None = None, lo
     ck = {"format": CHECKPOINT_FORMAT, "model_config": cfg,
           "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
           "recipe_yaml": u.get("config_yaml", "")}
-    out = Path(out)
-    with atomic_path(out, suffix=".pt") as tmp:
-        torch.save(ck, tmp)
-    return out
+    return write_torch(ck, out)

@@ -102,3 +102,14 @@ def test_assemble_sets_the_refinement(tmp_path):
     assert on.refiner == Refiner() and on.config["refine"] == Refiner().to_config()
     off = load_checkpoint(pretrained.assemble(tmp_path / "a.pt", tmp_path / "a.pt", tmp_path / "b.pt", g, local=False))
     assert off.refiner is None
+
+
+def test_the_shipped_file_is_what_assemble_writes_from_its_own_parts(tmp_path):
+    """The file's bytes are a function of its contents (torch would otherwise put the name of the
+    temporary file it writes into them): assembling the shipped file from itself, with its own
+    settings, under another name gives its checksum back."""
+    c = bsr.load_pretrained().config
+    src = pretrained.verified_path()
+    out = pretrained.assemble(src, src, tmp_path / "again.pt", c["global"], local=c["local"],
+                              local_grid=c["local_grid"], refine=c["refine"])
+    assert pretrained.sha256(out) == pretrained.MODELS[pretrained.DEFAULT]["sha256"]
