@@ -247,7 +247,6 @@ def fusion_loss(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
     return l_int, l_grad
 
 
-
 def _orientation(gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
     """``arctan(gy / gx)`` in (-pi/2, pi/2], and pi/2 where ``gx == 0`` (as the metric
     has it), with a finite gradient everywhere: atan2 of the vector turned into the
