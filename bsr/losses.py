@@ -30,6 +30,7 @@ import math
 import torch
 
 from .filters import check4, gaussian_blur, sobel, sobel_magnitude, ssim
+from .metrics.qabf import QABF_CONSTANTS
 from .warp import check_flow
 
 __all__ = ["edge_map", "sobel_edge_loss", "epr_loss", "ss_loss", "smooth_loss", "recon_loss",
@@ -189,6 +190,14 @@ def decomposition_loss(g_a: torch.Tensor, g_b: torch.Tensor, l_a: torch.Tensor, 
 FUSION_TARGETS = ("max", "saliency", "two_scale")
 
 
+def _check_same_shape(**images: torch.Tensor) -> None:
+    """Each image is (B, C, H, W) and all have one shape (the fusion terms' inputs)."""
+    for nm, t in images.items():
+        check4(t, nm)
+    if len({tuple(t.shape) for t in images.values()}) > 1:
+        raise ValueError("shapes differ: " + ", ".join(f"{nm} {tuple(t.shape)}" for nm, t in images.items()))
+
+
 def saliency_weight(ir: torch.Tensor, vis: torch.Tensor, sigma: float = 5.0,
                     eps: float = 1e-8) -> torch.Tensor:
     """Infrared share ``w = S_T^2 / (S_T^2 + S_V^2)`` in [0, 1], (B, C, H, W).
@@ -198,10 +207,7 @@ def saliency_weight(ir: torch.Tensor, vis: torch.Tensor, sigma: float = 5.0,
     both are flat, ``w`` is 1/2. Not in the paper: the ``"saliency"`` intensity
     and ``"two_scale"`` targets of :func:`fusion_loss` (``experiments/NOTES.md``, section 20).
     """
-    for t, nm in ((ir, "ir"), (vis, "vis")):
-        check4(t, nm)
-    if ir.shape != vis.shape:
-        raise ValueError(f"shapes differ: ir {tuple(ir.shape)}, vis {tuple(vis.shape)}")
+    _check_same_shape(ir=ir, vis=vis)
     e_t = gaussian_blur(sobel_magnitude(ir), sigma) ** 2
     e_v = gaussian_blur(sobel_magnitude(vis), sigma) ** 2
     return (e_t + 0.5 * eps) / (e_t + e_v + eps)
@@ -223,10 +229,7 @@ def fusion_loss(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
     Eq. 13, also over B and C). All three images (B, C, H, W), same shape
     (C = 1: the luminance). The caller adds L_dec and any weights.
     """
-    for t, nm in ((fused, "fused"), (ir, "ir"), (vis, "vis")):
-        check4(t, nm)
-    if not (fused.shape == ir.shape == vis.shape):
-        raise ValueError(f"shapes differ: fused {tuple(fused.shape)}, ir {tuple(ir.shape)}, vis {tuple(vis.shape)}")
+    _check_same_shape(fused=fused, ir=ir, vis=vis)
     if target == "max":
         tgt = torch.maximum(ir, vis)
     elif target in ("saliency", "two_scale"):
@@ -270,12 +273,8 @@ def edge_transfer(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
     (B, 1, H, W); the sources carry no gradient. Not in the paper: phase 2's optional
     ``fusion_qabf`` term is ``qabf_max() - edge_transfer(...)`` (``docs/method.md``).
     """
-    from .metrics.qabf import QABF_CONSTANTS as c
-
-    for t, nm in ((fused, "fused"), (ir, "ir"), (vis, "vis")):
-        check4(t, nm)
-    if not (fused.shape == ir.shape == vis.shape):
-        raise ValueError(f"shapes differ: fused {tuple(fused.shape)}, ir {tuple(ir.shape)}, vis {tuple(vis.shape)}")
+    c = QABF_CONSTANTS
+    _check_same_shape(fused=fused, ir=ir, vis=vis)
     fx, fy = sobel(fused, padding=padding)
     g_f = torch.sqrt(fx * fx + fy * fy + eps * eps)
     a_f = _orientation(fx, fy)
