@@ -1,0 +1,130 @@
+"""A learned affine correction of the whole pair after the global stage (experiments/NOTES.md, section 25).
+
+Section 18 of the notes found that most of what the per-pair refinement
+(:mod:`bsr.refine`) adds to the global stage is one affine correction per
+pair, which a network that sees a crop cannot infer. This network sees the
+whole pair, reduced so that its longer side is about ``work_side`` px:
+
+1. two small encoders (one per modality) read the image and its MIND
+   descriptor and give unit-length features at half the working size;
+2. a correlation of the two feature maps over ``(2 * radius + 1)**2``
+   displacements (the layout of :mod:`bsr.networks.correlation`) is read by a
+   soft arg-max into a displacement per feature pixel;
+3. a confidence head turns the correlation and the visible features into
+   weights (a softmax over the pixels, zero where the IR holds no content);
+4. a weighted least-squares fit of an affine map to the displacements gives
+   the correction, scaled by a learned gain that starts at 0 (so an untrained
+   network leaves the global stage as it is).
+
+Everything after the encoders is a fixed computation, so the network learns
+only features and confidences; trained self-supervised on the MIND loss of
+the whole pair (``experiments/probe_whole_pair_affine.py``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .correlation import _shifted_copies, mind_descriptor, soft_argmax
+
+__all__ = ["AffineCorrection", "weighted_affine_fit", "then"]
+
+
+def weighted_affine_fit(pos: torch.Tensor, disp: torch.Tensor, weight: torch.Tensor, size: tuple[int, int],
+                        ridge: float = 0.0) -> torch.Tensor:
+    """The correction matrices (B, 2, 3) with ``p + disp(p) ~= m @ [x, y, 1]``, least squares weighted by ``weight``.
+
+    ``pos`` (1, 2, N) pixel positions (x, y) of the full ``size`` (h, w) image, ``disp`` (B, 2, N) px,
+    ``weight`` (B, N) >= 0. The fit is solved in coordinates centred and scaled to [-1, 1] over the image,
+    where ``ridge`` (relative to the total weight) pulls the linear part towards the identity.
+    """
+    h, w = size
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    sx, sy = max(cx, 0.5), max(cy, 0.5)
+    u = (pos[:, 0] - cx) / sx
+    v = (pos[:, 1] - cy) / sy
+    x = torch.stack((u, v, torch.ones_like(u)), -1).to(disp.dtype).expand(disp.shape[0], -1, -1)   # (B, N, 3)
+    wt = weight / weight.sum(1, keepdim=True).clamp_min(1e-12)
+    xtw = x.transpose(1, 2) * wt[:, None]                               # (B, 3, N)
+    reg = torch.diag(torch.tensor([ridge, ridge, 0.0], dtype=disp.dtype, device=disp.device))
+    a = xtw @ x + reg + 1e-9 * torch.eye(3, dtype=disp.dtype, device=disp.device)
+    theta = torch.linalg.solve(a, xtw @ disp.transpose(1, 2))           # (B, 3, 2): d = theta^T [u, v, 1]
+    th = theta.transpose(1, 2)                                           # (B, 2, 3)
+    lin = torch.stack((th[:, :, 0] / sx, th[:, :, 1] / sy), -1)          # (B, 2, 2) px per px
+    off = th[:, :, 2] - th[:, :, 0] * (cx / sx) - th[:, :, 1] * (cy / sy)
+    eye = torch.eye(2, dtype=disp.dtype, device=disp.device)
+    return torch.cat((eye + lin, off[..., None]), 2)
+
+
+def then(m_first: torch.Tensor, m_second: torch.Tensor) -> torch.Tensor:
+    """Matrices of ``p -> m_first @ [m_second @ [p, 1], 1]``: sampling positions of ``m_second`` mapped by
+    ``m_first`` (the global stage's matrix ``m_first``, a correction ``m_second`` in the visible frame)."""
+    return torch.cat((m_first[:, :, :2] @ m_second[:, :, :2],
+                      m_first[:, :, :2] @ m_second[:, :, 2:] + m_first[:, :, 2:]), 2)
+
+
+def _encoder(c: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(5, c, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(2 * c, 2 * c, 3, padding=1))
+
+
+class AffineCorrection(nn.Module):
+    """``net(ir_g, vis, valid)`` -> correction matrices (B, 2, 3), px of the input pair.
+
+    ``ir_g``: the IR after the global stage, ``vis``: the visible image, (B, 1, H, W);
+    ``valid`` (B, 1, H, W) or None: 1 where ``ir_g`` holds content. The field of the whole
+    registration is then ``affine_field(then(M_global, net(...)))``.
+    """
+
+    def __init__(self, channels: int = 16, radius: int = 3, work_side: int = 256, ridge: float = 1e-3,
+                 beta: float = 10.0):
+        super().__init__()
+        self.config = {"channels": int(channels), "radius": int(radius), "work_side": int(work_side),
+                       "ridge": float(ridge), "beta": float(beta)}
+        self.radius, self.work_side, self.ridge = int(radius), int(work_side), float(ridge)
+        self.enc_ir, self.enc_vis = _encoder(channels), _encoder(channels)
+        k = (2 * self.radius + 1) ** 2
+        self.conf = nn.Sequential(nn.Conv2d(k + 2 * channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(channels, 1, 3, padding=1))
+        self.log_beta = nn.Parameter(torch.tensor(math.log(beta)))
+        self.gain = nn.Parameter(torch.zeros(()))
+
+    def _reduce(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        f = max(1, math.ceil(max(h, w) / self.work_side))
+        hr, wr = 2 * max(math.ceil(h / f / 2), 2), 2 * max(math.ceil(w / f / 2), 2)
+        return F.interpolate(x, size=(hr, wr), mode="bilinear", align_corners=True, antialias=True)
+
+    def forward(self, ir_g: torch.Tensor, vis: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        if ir_g.ndim != 4 or ir_g.shape[1] != 1 or ir_g.shape != vis.shape:
+            raise ValueError(f"expected ir_g and vis (B, 1, H, W) of one shape; got {tuple(ir_g.shape)}, "
+                             f"{tuple(vis.shape)}")
+        h, w = ir_g.shape[-2:]
+        if valid is None:
+            valid = torch.ones_like(ir_g)
+        a, b, val = self._reduce(ir_g), self._reduce(vis), self._reduce(valid)
+        hr, wr = a.shape[-2:]
+        fa = F.normalize(self.enc_ir(torch.cat((a, mind_descriptor(a)), 1)), dim=1)
+        fb = F.normalize(self.enc_vis(torch.cat((b, mind_descriptor(b)), 1)), dim=1)
+        r = self.radius
+        cost = (_shifted_copies(fa, r) * fb[:, None]).sum(2)                     # (B, K, h', w')
+        d = soft_argmax(cost * self.log_beta.exp(), r, 1.0)[:, :2] * r            # feature px
+        # feature pixel k is centred on working pixel 2k (stride 2); a working px is (w - 1) / (wr - 1) px
+        scale = torch.tensor([2 * (w - 1) / (wr - 1), 2 * (h - 1) / (hr - 1)], dtype=d.dtype, device=d.device)
+        disp = d * scale.view(1, 2, 1, 1)
+        hf, wf = d.shape[-2:]
+        ys = (torch.arange(hf, dtype=d.dtype, device=d.device) * 2) * (h - 1) / (hr - 1)
+        xs = (torch.arange(wf, dtype=d.dtype, device=d.device) * 2) * (w - 1) / (wr - 1)
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        pos = torch.stack((gx, gy))[None].reshape(1, 2, -1)
+        logit = self.conf(torch.cat((cost, fb), 1))
+        ok = (val[..., ::2, ::2] > 0.999).to(d.dtype)
+        wt = torch.softmax(logit.flatten(1), 1) * ok.flatten(1)
+        m = weighted_affine_fit(pos, disp.flatten(2), wt, (h, w), self.ridge)
+        eye = torch.eye(2, 3, dtype=m.dtype, device=m.device)[None]
+        return eye + self.gain * (m - eye)
