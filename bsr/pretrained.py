@@ -31,7 +31,7 @@ DEFAULT = "roadscene"
 MODELS: dict[str, dict] = {
     "roadscene": {
         "file": "bsr_roadscene.pt",
-        "sha256": "bc9a6f930494f315d66bdba95e4753874e6dc499af4885333ff17d33f99a384a",
+        "sha256": "da3a6a27a961d1a3aeae92c26e02f2410ddee50a06b16a95384b0305aae63ca3",
         "about": "registration: the global ECC affine stage, then a per-pair MIND refinement (bsr.refine; the "
                  "local U-Net ships switched off: it measured worse on validation, docs/model_card.md); fusion: a "
                  "CPU-sized auto-encoder (12.8 k parameters) trained on aligned RoadScene train pairs",
