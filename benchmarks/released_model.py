@@ -226,13 +226,14 @@ def run_accuracy(methods: dict, pairs, sets, progress=True) -> pd.DataFrame:
 TIE_PX = 0.01   # mean EPEs closer than this (px) are a tie
 
 
-def paired_interval(per_set: pd.DataFrame, a: str, b: str, resamples: int = 2000) -> tuple[float, float]:
+def paired_interval(per_set: pd.DataFrame, a: str, b: str, resamples: int = 2000,
+                    value: str = "EPE_mean") -> tuple[float, float]:
     """95 % percentile-bootstrap interval (scipy.stats.bootstrap, seed 0) of the mean over pairs of method
-    ``a``'s mean EPE minus method ``b``'s on the same pair; (nan, nan) under 2 pairs. An interval that holds
-    0 says that the test pairs do not resolve the difference of the means."""
+    ``a``'s ``value`` (default its mean EPE) minus method ``b``'s on the same pair; (nan, nan) under 2 pairs.
+    An interval that holds 0 says that the test pairs do not resolve the difference of the means."""
     from scipy.stats import bootstrap
 
-    x = per_set.pivot_table(index="pair", columns="method", values="EPE_mean")[[a, b]].dropna()
+    x = per_set.pivot_table(index="pair", columns="method", values=value)[[a, b]].dropna()
     diff = (x[a] - x[b]).to_numpy(dtype=float)
     if len(diff) < 2:
         return float("nan"), float("nan")
@@ -355,6 +356,21 @@ def summarize_fusion(per_pair: pd.DataFrame) -> pd.DataFrame:
     cols = [*FUSION_METRICS, "seconds"]
     t = per_pair.groupby(["set", "method"], sort=False)[cols].mean().reset_index()
     return t.rename(columns={"seconds": "s/pair"})
+
+
+def fusion_against(per_pair: pd.DataFrame, base: str = f"ECC + {FUSION_RULE}") -> pd.DataFrame:
+    """Per set and metric: the model's mean minus ``base``'s over the same pairs, the pairs where the model
+    is higher, and the 95 % bootstrap interval of the difference (:func:`paired_interval`)."""
+    rows = []
+    for s, d in per_pair.groupby("set", sort=False):
+        x = d.pivot_table(index="pair", columns="method", values=list(FUSION_METRICS))
+        for m in FUSION_METRICS:
+            diff = (x[m][MODEL] - x[m][base]).dropna()
+            lo, hi = paired_interval(d, MODEL, base, value=m)
+            rows.append({"set": s, "metric": m, MODEL: x[m][MODEL].mean(), base: x[m][base].mean(),
+                         "difference": diff.mean(), "pairs higher": f"{int((diff > 0).sum())} / {len(diff)}",
+                         "95 % low": lo, "95 % high": hi})
+    return pd.DataFrame(rows)
 
 
 def speed_pair(pair, size=SPEED_SIZE) -> dict:
@@ -681,6 +697,9 @@ def main(argv=None) -> dict:
                 w.table(summarize_fusion(per), "fusion", "Fusion metrics",
                         f"Means over pairs of bsr.metrics.fusion_metrics ({', '.join(FUSION_METRICS)}) on 8-bit "
                         "grey levels, against the ALIGNED IR and the visible image (Y).")
+                w.table(fusion_against(per), "fusion_against_ecc_gff", f"{MODEL} against ECC + {FUSION_RULE}",
+                        "Per set and metric: the difference of the means over the same pairs, the pairs where "
+                        f"{MODEL} is higher, and the 95 % percentile-bootstrap interval of the difference.")
             elif section == "speed":
                 pair = rs_pairs()[0]
                 t = run_speed(model, speed_pair(pair, args.speed_size))

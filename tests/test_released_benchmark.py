@@ -165,6 +165,24 @@ def test_paired_interval_resolves_a_consistent_gain_and_not_a_noisy_one(rm):
     assert rm.paired_interval(per_set(np.full(40, 0.1)), "B-SR", "ECC") == pytest.approx((0.1, 0.1))
 
 
+def test_fusion_against_the_classical_combination_pairs_the_same_images(rm):
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0.3, 0.5, 30)
+    rows = []
+    for i in range(30):
+        for m, q in (("ECC + GFF", base[i]), ("B-SR", base[i] + (0.05 if i < 20 else -0.01))):
+            rows.append({"set": "shift5_right", "pair": f"p{i}", "method": m,
+                         **{k: (q if k == "Qabf" else 1.0 + i) for k in rm.FUSION_METRICS}})
+    t = rm.fusion_against(pd.DataFrame(rows)).set_index("metric")
+    q = t.loc["Qabf"]
+    assert q["difference"] == pytest.approx((20 * 0.05 - 10 * 0.01) / 30)
+    assert q["pairs higher"] == "20 / 30"
+    assert 0 < q["95 % low"] < q["difference"] < q["95 % high"]
+    assert q["B-SR"] - q["ECC + GFF"] == pytest.approx(q["difference"])
+    ties = t.loc["SF"]     # equal on every pair: no difference, none higher
+    assert ties["difference"] == 0 and ties["pairs higher"] == "0 / 30" and ties["95 % low"] == 0
+
+
 def test_a_tie_with_a_classical_method_is_no_win(rm):
     rows = [{"set": "dilate10", "pair": "a", "method": m, "seconds": 1.0, "EPE_mean": e, "EPE_median": e,
              "EPE>1px": 0.0, "EPE>3px": 0.0, "edge_align": 1.0, "EPE_own": e}
