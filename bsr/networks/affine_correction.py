@@ -16,9 +16,11 @@ whole pair, reduced so that its longer side is about ``work_side`` px:
    the correction, scaled by a learned gain that starts at 0 (so an untrained
    network leaves the global stage as it is).
 
-Everything after the encoders is a fixed computation, so the network learns
-only features and confidences; trained self-supervised on the MIND loss of
-the whole pair (``experiments/probe_whole_pair_affine.py``).
+The correlation, the arg-max and the fit are fixed computations: the
+network learns only the features, the confidences, the temperature and the
+gain. Trained in ``experiments/probe_whole_pair_affine.py``, on the MIND loss
+of the whole pair or on the refinement's affine part; neither gained on the
+validation pairs, and the shipped model does not use it.
 """
 
 from __future__ import annotations
