@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .warp import identity_grid
 
-__all__ = ["GlobalStage", "fit_affine", "affine_field", "invert_affine", "METHODS"]
+__all__ = ["GlobalStage", "fit_affine", "affine_field", "invert_affine", "compose_affine", "METHODS"]
 
 METHODS = ("ecc",)
 
@@ -47,6 +47,13 @@ def invert_affine(m: torch.Tensor) -> torch.Tensor:
     """The matrices (B, 2, 3) of the inverse maps of ``m`` (B, 2, 3)."""
     a_inv = torch.linalg.inv(m[:, :, :2])
     return torch.cat((a_inv, -a_inv @ m[:, :, 2:]), 2)
+
+
+def compose_affine(m_first: torch.Tensor, m_second: torch.Tensor) -> torch.Tensor:
+    """The matrices (B, 2, 3) of ``p -> m_first @ [m_second @ [p, 1], 1]``: their fields composed as
+    ``bsr.warp.compose(affine_field(m_first), affine_field(m_second))`` (warp by the first, then the second)."""
+    return torch.cat((m_first[:, :, :2] @ m_second[:, :, :2],
+                      m_first[:, :, :2] @ m_second[:, :, 2:] + m_first[:, :, 2:]), 2)
 
 
 def _rescale(m: torch.Tensor, fx: float, fy: float) -> torch.Tensor:

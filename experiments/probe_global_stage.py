@@ -74,10 +74,18 @@ def fields(ir: np.ndarray, vis: np.ndarray, deltas) -> dict:
     return out
 
 
+def _train_split():
+    return _split(resolve({"data": {"name": "roadscene", "split": "train", "val_count": 16}}))
+
+
 def validation_pairs(n: int = 16):
     """The first ``n`` of the 16 validation pairs held out of RoadScene's train split."""
-    _, val = _split(resolve({"data": {"name": "roadscene", "split": "train", "val_count": 16}}))
-    return val[:n]
+    return _train_split()[1][:n]
+
+
+def train_pairs():
+    """RoadScene's train split less those 16 validation pairs (155 pairs)."""
+    return _train_split()[0]
 
 
 def print_scores(val, sets, fields_of, base: dict | None = None) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import sys
 import time
 from pathlib import Path
@@ -39,24 +38,19 @@ from tqdm import tqdm
 
 from bsr.datasets import misalign
 from bsr.datasets.benchsets import make_set
-from bsr.global_stage import GlobalStage, affine_field, fit_affine
+from bsr.global_stage import GlobalStage, affine_field, compose_affine, fit_affine
 from bsr.metrics.registration import endpoint_error
-from bsr.networks.affine_correction import AffineCorrection, then, weighted_affine_fit
-from bsr.networks.correlation import _shifted_copies, mind_descriptor, soft_argmax
+from bsr.networks.affine_correction import AffineCorrection, read_correlation, reduced, weighted_affine_fit
+from bsr.networks.correlation import mind_descriptor
 from bsr.refine import Refiner
 from bsr.similarity import inside_mask, mind_descriptors, warped_mind_loss
 from bsr.training.after_global import build_pool
 from bsr.warp import warp
-from probe_global_stage import MARGIN, validation_pairs   # (same folder)
+from probe_global_stage import MARGIN, train_pairs, validation_pairs   # (same folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = (1, 2, 4)
 VAL_SETS = ["shift5_right", "dilate10", "dilate30", "dilate50", "affine_elastic"]
-
-
-def train_pairs():
-    from bsr.training.pretrain import _split, resolve
-    return _split(resolve({"data": {"name": "roadscene", "split": "train", "val_count": 16}}))[0]
 
 
 def corrected(net, ir, vis, m_g, iterations: int) -> torch.Tensor:
@@ -66,19 +60,18 @@ def corrected(net, ir, vis, m_g, iterations: int) -> torch.Tensor:
     for _ in range(iterations):
         phi = affine_field(m, h, w)
         valid = inside_mask(phi.detach(), 0.0)
-        m = then(m, net(warp(ir, phi.detach()), vis, valid))
+        m = compose_affine(m, net(warp(ir, phi.detach()), vis, valid))
     return m
 
 
 class Samples:
-    """Whole misaligned training pairs from the pool, with their MIND descriptors cached."""
+    """Whole misaligned training pairs from the pool (:meth:`build`), kept once built, with their MIND
+    descriptors where ``descriptors``."""
 
     def __init__(self, pairs, pool, descriptors: bool = True):
         self.pairs, self.pool, self.cache, self.descriptors = pairs, pool, {}, descriptors
 
-    def __call__(self, k: int) -> dict:
-        if k in self.cache:
-            return self.cache[k]
+    def build(self, k: int) -> dict:
         e = self.pool[k]
         p = self.pairs[e["pair"]]
         h, w = p.ir.shape
@@ -91,8 +84,12 @@ class Samples:
             item = {"mis": mis, "vis": vis, "content": content, "m_g": e["global"][None].float()}
             if self.descriptors:
                 item.update(d_mis=mind_descriptors(mis, SCALES), d_vis=mind_descriptors(vis, SCALES))
-        self.cache[k] = item
         return item
+
+    def __call__(self, k: int) -> dict:
+        if k not in self.cache:
+            self.cache[k] = self.build(k)
+        return self.cache[k]
 
 
 def matrix_distance(a: torch.Tensor, b: torch.Tensor, h: int, w: int, n: int = 8) -> torch.Tensor:
@@ -115,7 +112,7 @@ def loss_of(net, item, iterations: int, teacher=None, mind_weight: float = 1.0) 
             mask = inside_mask(phi, 2.0) * (warp(item["content"], phi) > 0.999).float()
         total = total + mind_weight * warped_mind_loss(item["d_mis"], item["d_vis"], phi, mask, SCALES)
     if teacher is not None:
-        total = total + matrix_distance(m, then(item["m_g"], teacher[None]), h, w)
+        total = total + matrix_distance(m, compose_affine(item["m_g"], teacher[None]), h, w)
     return total
 
 
@@ -150,28 +147,19 @@ def classical_correction(ir_g, vis, valid, side: int, radius: int, beta: float, 
     """The correction without learning: MIND descriptors (centred, unit length) of the reduced pair, average-pooled
     by ``pool``, their correlation read by a soft arg-max, and the same weighted fit (``weights``: ``uniform`` or
     ``entropy``, exp(-entropy) of the soft arg-max's distribution)."""
-    h, w = ir_g.shape[-2:]
-    f = max(1, math.ceil(max(h, w) / side))
-    hr, wr = pool * max(math.ceil(h / f / pool), 2), pool * max(math.ceil(w / f / pool), 2)
-
     def feat(x):
-        x = F.interpolate(x, size=(hr, wr), mode="bilinear", align_corners=True, antialias=True)
-        d = F.avg_pool2d(mind_descriptor(x), pool)
+        d = F.avg_pool2d(mind_descriptor(reduced(x, side, pool)), pool)
         return F.normalize(d - d.mean(1, keepdim=True), dim=1)
 
     fa, fb = feat(ir_g), feat(vis)
-    cost = (_shifted_copies(fa, radius) * fb[:, None]).sum(2)
-    disp = soft_argmax(cost, radius, beta)[:, :2] * radius * torch.tensor(
-        [pool * (w - 1) / (wr - 1), pool * (h - 1) / (hr - 1)]).view(1, 2, 1, 1)
-    hf, wf = disp.shape[-2:]
-    gy, gx = torch.meshgrid((torch.arange(hf) * pool + (pool - 1) / 2) * (h - 1) / (hr - 1),
-                            (torch.arange(wf) * pool + (pool - 1) / 2) * (w - 1) / (wr - 1), indexing="ij")
-    val = F.interpolate(valid, size=(hr, wr), mode="bilinear", align_corners=True)
+    val = reduced(valid, side, pool, antialias=False)
+    # an average-pooled cell k covers working pixels pool * k .. pool * k + pool - 1
+    cost, disp, pos = read_correlation(fa, fb, radius, beta, ir_g.shape[-2:], val.shape[-2:], pool, (pool - 1) / 2)
     wt = (F.avg_pool2d(val, pool) > 0.999).float().flatten(1)
     if weights == "entropy":
         prob = torch.softmax(beta * cost, 1)
         wt = wt * torch.exp((prob * prob.clamp_min(1e-12).log()).sum(1)).flatten(1)
-    return weighted_affine_fit(torch.stack((gx, gy))[None].reshape(1, 2, -1), disp.flatten(2), wt, (h, w), 1e-3)
+    return weighted_affine_fit(pos, disp, wt, ir_g.shape[-2:], 1e-3)
 
 
 CLASSICAL = [(256, 3, 10.0, 2, "uniform"), (512, 3, 10.0, 2, "uniform"), (512, 3, 20.0, 2, "entropy"),
@@ -187,7 +175,7 @@ def run_classical(items) -> None:
             c = classical_correction(warp(it["mis"], phi), it["vis"], inside_mask(phi), side, radius, beta, pool,
                                      weights)
             res.setdefault(it["set"], []).append(
-                endpoint_error(affine_field(then(it["m_g"], c), h, w), it["gt"], MARGIN)["EPE_mean"])
+                endpoint_error(affine_field(compose_affine(it["m_g"], c), h, w), it["gt"], MARGIN)["EPE_mean"])
         print(f"side {side} radius {radius} beta {beta:g} pool {pool} {weights}:",
               " ".join(f"{k} {np.mean(v):.3f}" for k, v in res.items()), flush=True)
 
@@ -197,8 +185,7 @@ def fit_teacher(pairs, pool, path: Path) -> None:
     (``bsr.refine.Refiner()``, the shipped settings) after the global stage, one (2, 3) matrix per pool entry."""
     samples, ref, out = Samples(pairs, pool, descriptors=False), Refiner(), []
     for k in tqdm(range(len(pool)), desc="teacher", file=sys.stderr, mininterval=30):
-        it = samples(k)
-        samples.cache.clear()
+        it = samples.build(k)
         h, w = it["mis"].shape[-2:]
         out.append(fit_affine(ref.residual(it["mis"], it["vis"], affine_field(it["m_g"], h, w)))[0].float())
     torch.save(torch.stack(out), path)

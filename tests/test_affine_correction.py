@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from bsr.global_stage import affine_field
-from bsr.networks.affine_correction import AffineCorrection, then, weighted_affine_fit
+from bsr.global_stage import affine_field, compose_affine
+from bsr.networks.affine_correction import AffineCorrection, weighted_affine_fit
 from bsr.warp import compose, identity_grid
 
 
@@ -43,11 +43,11 @@ def test_ridge_pulls_the_linear_part_towards_the_identity():
     assert tied < 0.7 * free
 
 
-def test_then_is_the_composition_of_the_two_fields():
+def test_compose_affine_is_the_composition_of_the_two_fields():
     h, w = 24, 32
     a, b = _matrix(), _matrix((0.99, -0.01, -0.7, 0.015, 1.02, 0.4))
     expected = compose(affine_field(a, h, w, dtype=torch.float64), affine_field(b, h, w, dtype=torch.float64))
-    got = affine_field(then(a, b), h, w, dtype=torch.float64)
+    got = affine_field(compose_affine(a, b), h, w, dtype=torch.float64)
     inner = (slice(None), slice(None), slice(3, -3), slice(3, -3))   # bilinear sampling is exact inside
     assert torch.allclose(got[inner], expected[inner], atol=1e-6)
 

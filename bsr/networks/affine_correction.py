@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from .correlation import _shifted_copies, mind_descriptor, soft_argmax
 
-__all__ = ["AffineCorrection", "weighted_affine_fit", "then"]
+__all__ = ["AffineCorrection", "weighted_affine_fit", "reduced", "read_correlation"]
 
 
 def weighted_affine_fit(pos: torch.Tensor, disp: torch.Tensor, weight: torch.Tensor, size: tuple[int, int],
@@ -62,11 +62,35 @@ def weighted_affine_fit(pos: torch.Tensor, disp: torch.Tensor, weight: torch.Ten
     return torch.cat((eye + lin, off[..., None]), 2)
 
 
-def then(m_first: torch.Tensor, m_second: torch.Tensor) -> torch.Tensor:
-    """Matrices of ``p -> m_first @ [m_second @ [p, 1], 1]``: sampling positions of ``m_second`` mapped by
-    ``m_first`` (the global stage's matrix ``m_first``, a correction ``m_second`` in the visible frame)."""
-    return torch.cat((m_first[:, :, :2] @ m_second[:, :, :2],
-                      m_first[:, :, :2] @ m_second[:, :, 2:] + m_first[:, :, 2:]), 2)
+def reduced(x: torch.Tensor, side: int, multiple: int = 1, antialias: bool = True) -> torch.Tensor:
+    """``x`` resized (bilinear, corner pixels kept) by the smallest whole factor that brings its longer side
+    within ``side``, each side rounded up to a multiple of ``multiple`` (at least 2 of them)."""
+    h, w = x.shape[-2:]
+    f = max(1, math.ceil(max(h, w) / side))
+    size = (multiple * max(math.ceil(h / f / multiple), 2), multiple * max(math.ceil(w / f / multiple), 2))
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=True, antialias=antialias)
+
+
+def read_correlation(fa: torch.Tensor, fb: torch.Tensor, radius: int, beta, size: tuple[int, int],
+                     working: tuple[int, int], stride: int, offset: float = 0.0):
+    """Correlate unit-length features ``fa`` (IR) and ``fb`` (visible) over ``(2 * radius + 1)**2`` displacements
+    and read the volume by a soft arg-max at temperature ``beta``.
+
+    The features lie on a grid of ``stride`` working px whose cell ``k`` is centred on working pixel
+    ``stride * k + offset``, the working image (``working``, (h, w)) being the pair (``size``) reduced with its
+    corners kept. Returns the volume (B, K, h', w'), the displacements (B, 2, N) and their positions (1, 2, N),
+    both in px of the pair.
+    """
+    (h, w), (hr, wr) = size, working
+    cost = (_shifted_copies(fa, radius) * fb[:, None]).sum(2)
+    d = soft_argmax(cost, radius, beta)[:, :2] * radius                       # feature px
+    scale = torch.tensor([stride * (w - 1) / (wr - 1), stride * (h - 1) / (hr - 1)], dtype=d.dtype, device=d.device)
+    disp = d * scale.view(1, 2, 1, 1)
+    hf, wf = d.shape[-2:]
+    ys = (torch.arange(hf, dtype=d.dtype, device=d.device) * stride + offset) * (h - 1) / (hr - 1)
+    xs = (torch.arange(wf, dtype=d.dtype, device=d.device) * stride + offset) * (w - 1) / (wr - 1)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return cost, disp.flatten(2), torch.stack((gx, gy))[None].reshape(1, 2, -1)
 
 
 def _encoder(c: int) -> nn.Sequential:
@@ -80,7 +104,7 @@ class AffineCorrection(nn.Module):
 
     ``ir_g``: the IR after the global stage, ``vis``: the visible image, (B, 1, H, W);
     ``valid`` (B, 1, H, W) or None: 1 where ``ir_g`` holds content. The field of the whole
-    registration is then ``affine_field(then(M_global, net(...)))``.
+    registration is then ``affine_field(compose_affine(M_global, net(...)))`` (:mod:`bsr.global_stage`).
     """
 
     def __init__(self, channels: int = 16, radius: int = 3, work_side: int = 256, ridge: float = 1e-3,
@@ -96,12 +120,6 @@ class AffineCorrection(nn.Module):
         self.log_beta = nn.Parameter(torch.tensor(math.log(beta)))
         self.gain = nn.Parameter(torch.zeros(()))
 
-    def _reduce(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        f = max(1, math.ceil(max(h, w) / self.work_side))
-        hr, wr = 2 * max(math.ceil(h / f / 2), 2), 2 * max(math.ceil(w / f / 2), 2)
-        return F.interpolate(x, size=(hr, wr), mode="bilinear", align_corners=True, antialias=True)
-
     def forward(self, ir_g: torch.Tensor, vis: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         if ir_g.ndim != 4 or ir_g.shape[1] != 1 or ir_g.shape != vis.shape:
             raise ValueError(f"expected ir_g and vis (B, 1, H, W) of one shape; got {tuple(ir_g.shape)}, "
@@ -109,24 +127,14 @@ class AffineCorrection(nn.Module):
         h, w = ir_g.shape[-2:]
         if valid is None:
             valid = torch.ones_like(ir_g)
-        a, b, val = self._reduce(ir_g), self._reduce(vis), self._reduce(valid)
-        hr, wr = a.shape[-2:]
+        a, b, val = (reduced(x, self.work_side, 2) for x in (ir_g, vis, valid))
         fa = F.normalize(self.enc_ir(torch.cat((a, mind_descriptor(a)), 1)), dim=1)
         fb = F.normalize(self.enc_vis(torch.cat((b, mind_descriptor(b)), 1)), dim=1)
-        r = self.radius
-        cost = (_shifted_copies(fa, r) * fb[:, None]).sum(2)                     # (B, K, h', w')
-        d = soft_argmax(cost * self.log_beta.exp(), r, 1.0)[:, :2] * r            # feature px
-        # feature pixel k is centred on working pixel 2k (stride 2); a working px is (w - 1) / (wr - 1) px
-        scale = torch.tensor([2 * (w - 1) / (wr - 1), 2 * (h - 1) / (hr - 1)], dtype=d.dtype, device=d.device)
-        disp = d * scale.view(1, 2, 1, 1)
-        hf, wf = d.shape[-2:]
-        ys = (torch.arange(hf, dtype=d.dtype, device=d.device) * 2) * (h - 1) / (hr - 1)
-        xs = (torch.arange(wf, dtype=d.dtype, device=d.device) * 2) * (w - 1) / (wr - 1)
-        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-        pos = torch.stack((gx, gy))[None].reshape(1, 2, -1)
+        # a stride-2 feature pixel k is centred on working pixel 2k
+        cost, disp, pos = read_correlation(fa, fb, self.radius, self.log_beta.exp(), (h, w), a.shape[-2:], 2)
         logit = self.conf(torch.cat((cost, fb), 1))
-        ok = (val[..., ::2, ::2] > 0.999).to(d.dtype)
+        ok = (val[..., ::2, ::2] > 0.999).to(disp.dtype)
         wt = torch.softmax(logit.flatten(1), 1) * ok.flatten(1)
-        m = weighted_affine_fit(pos, disp.flatten(2), wt, (h, w), self.ridge)
+        m = weighted_affine_fit(pos, disp, wt, (h, w), self.ridge)
         eye = torch.eye(2, 3, dtype=m.dtype, device=m.device)[None]
         return eye + self.gain * (m - eye)
